@@ -1,0 +1,134 @@
+"""RFC 8785 canonical JSON: the only JSON this project ever hashes or signs.
+
+Signatures never cover "the JSON as it happened to be printed"; they cover the
+canonical bytes, so two tools that agree on the data agree on the digest. The
+``rfc8785`` package (used by sigstore) does the serialisation; this module adds
+strict, bounded *parsing* because every JSON document we read is untrusted:
+duplicate keys, NaN/Infinity, huge documents and deep nesting are refused
+instead of being silently accepted by :func:`json.loads`.
+
+    >>> canonical_bytes({"b": 1, "a": [True, None, "é"]})
+    b'{"a":[true,null,"\\xc3\\xa9"],"b":1}'
+    >>> loads_strict('{"a": 1, "a": 2}', where="x.json")
+    Traceback (most recent call last):
+    ...
+    sonic_registry.errors.InvalidManifest: x.json: a: duplicate key
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import rfc8785
+
+from .errors import InvalidManifest, UnreadableInputError
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_DOCUMENT_BYTES",
+    "canonical_bytes",
+    "canonical_sha256",
+    "load_json_file",
+    "loads_strict",
+]
+
+#: Largest JSON document we parse (manifests, trust stores, workflows).
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+#: Deepest nesting of arrays/objects we accept; real manifests use about 5.
+MAX_DEPTH = 64
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """Serialise ``value`` as RFC 8785 canonical JSON (UTF-8 bytes)."""
+    try:
+        return bytes(rfc8785.dumps(value))
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+        raise InvalidManifest("", f"cannot canonicalise JSON value: {exc}") from exc
+
+
+def canonical_sha256(value: Any) -> str:
+    """Hex SHA-256 of the canonical form of ``value``."""
+    return hashlib.sha256(canonical_bytes(value)).hexdigest()
+
+
+def _no_duplicates(where: str) -> Any:
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise InvalidManifest(key, "duplicate key", path=where)
+            out[key] = value
+        return out
+
+    return hook
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _check_depth(text: str | bytes, where: str) -> None:
+    # Count bracket nesting outside strings before json.loads recurses, so a
+    # 100,000-deep array is refused with a message instead of a RecursionError.
+    depth = 0
+    in_string = False
+    escaped = False
+    data = text.encode() if isinstance(text, str) else text
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise InvalidManifest(
+                    "", f"JSON nested deeper than {MAX_DEPTH} levels", path=where
+                )
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+
+
+def loads_strict(text: str | bytes, *, where: str = "") -> Any:
+    """Parse untrusted JSON: bounded size and depth, no duplicate keys, no NaN."""
+    if len(text) > MAX_DOCUMENT_BYTES:
+        raise InvalidManifest(
+            "", f"JSON document larger than {MAX_DOCUMENT_BYTES} bytes", path=where
+        )
+    _check_depth(text, where)
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=_no_duplicates(where),
+            parse_constant=_reject_constant,
+        )
+    except InvalidManifest:
+        raise
+    except UnicodeDecodeError as exc:
+        raise InvalidManifest("", f"not UTF-8 text: {exc.reason}", path=where) from exc
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise InvalidManifest("", f"not valid JSON: {exc}", path=where) from exc
+
+
+def load_json_file(path: str | Path) -> Any:
+    """Read and strictly parse a JSON file; unreadable files raise UsageError."""
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            data = fh.read(MAX_DOCUMENT_BYTES + 1)
+    except FileNotFoundError as exc:
+        raise UnreadableInputError(str(p), "no such file") from exc
+    except IsADirectoryError as exc:
+        raise UnreadableInputError(str(p), "is a directory, expected a JSON file") from exc
+    except OSError as exc:
+        raise UnreadableInputError(str(p), f"cannot read: {exc.strerror}") from exc
+    return loads_strict(data, where=str(p))
+

@@ -1,0 +1,147 @@
+"""One exception tree, split by who is at fault.
+
+* ``UsageError`` and its children: the input could not be read or parsed (the
+  caller's file is malformed, missing, or of the wrong kind). The CLI maps these
+  to exit code 2. Parse errors also subclass :class:`ValueError`, as
+  pypa/packaging does, so ``except ValueError`` keeps working for callers that
+  only care that "this is not a valid manifest".
+* ``VerificationError`` and its children: the input was read fine, but it is not
+  what a trusted key signed (or mixes releases, or needs another runtime). This
+  is a verdict, exit code 1.
+
+Every error renders as one line naming the file, the field, what was expected
+and what was found::
+
+    >>> str(InvalidManifest("version", "expected a PEP 440 version, found 'one'",
+    ...                     path="model/release.toml"))
+    "model/release.toml: version: expected a PEP 440 version, found 'one'"
+    >>> str(DigestMismatchError("unet.safetensors", "expected sha256 ab12, found cd34"))
+    'unet.safetensors: expected sha256 ab12, found cd34'
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DigestMismatchError",
+    "ExpiredReleaseError",
+    "IncompatibleRuntimeError",
+    "InvalidKeyError",
+    "InvalidManifest",
+    "InvalidTrustStore",
+    "MixedReleaseError",
+    "RevokedKeyError",
+    "RollbackError",
+    "SonicRegistryError",
+    "ThresholdNotMetError",
+    "UnlistedFileError",
+    "UnreadableInputError",
+    "UnsafePathError",
+    "UnsignedReleaseError",
+    "UsageError",
+    "VerificationError",
+]
+
+
+class SonicRegistryError(Exception):
+    """Base of every error this library raises on purpose.
+
+    ``where`` is the file (or file and field) the problem is about; ``detail``
+    says what was expected and what was found.
+    """
+
+    exit_code = 2
+
+    def __init__(self, where: str, detail: str) -> None:
+        super().__init__(where, detail)
+        self.where = where
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.detail}" if self.where else self.detail
+
+    def to_dict(self) -> dict[str, str]:
+        """The same line as an object, for ``--json`` output."""
+        return {"error": type(self).__name__, "where": self.where, "detail": self.detail}
+
+
+# --- the caller's input is unreadable or malformed (exit 2) -----------------
+
+
+class UsageError(SonicRegistryError):
+    """The input could not be used at all: exit code 2."""
+
+    exit_code = 2
+
+
+class UnreadableInputError(UsageError, OSError):
+    """A file is missing, unreadable, or not the kind of file expected."""
+
+
+class InvalidManifest(UsageError, ValueError):
+    """``release.toml``, a statement or an envelope does not follow its format.
+
+    ``field`` is a dotted path into the document (``components.unet.path``).
+    """
+
+    def __init__(self, field: str, message: str, *, path: str = "") -> None:
+        where = f"{path}: {field}" if path and field else (path or field)
+        super().__init__(where, message)
+        self.field = field
+        self.path = path
+
+
+class InvalidTrustStore(InvalidManifest):
+    """``trust.json`` does not follow its format."""
+
+
+class InvalidKeyError(UsageError, ValueError):
+    """A key file is unreadable, of the wrong type, or the passphrase is wrong."""
+
+
+# --- the input is readable but is not what was signed (exit 1) --------------
+
+
+class VerificationError(SonicRegistryError):
+    """Base of every verdict "this must not be loaded": exit code 1."""
+
+    exit_code = 1
+
+
+class UnsignedReleaseError(VerificationError):
+    """No signature, or no signature by any key the caller trusts."""
+
+
+class ThresholdNotMetError(VerificationError):
+    """Fewer trusted keys signed than the role's threshold requires."""
+
+
+class ExpiredReleaseError(VerificationError):
+    """The release, or every key that signed it, has expired."""
+
+
+class RevokedKeyError(VerificationError):
+    """A signature comes from a key the trust store has revoked."""
+
+
+class RollbackError(VerificationError):
+    """The release's serial is older than one already seen for that version."""
+
+
+class DigestMismatchError(VerificationError):
+    """A file's size or digest differs from the signed one (or it is missing)."""
+
+
+class UnlistedFileError(VerificationError):
+    """A weight file sits in the bundle but no signed manifest lists it."""
+
+
+class UnsafePathError(VerificationError):
+    """A listed path escapes the bundle root or is not a regular file."""
+
+
+class MixedReleaseError(VerificationError):
+    """A pipeline graph takes components from releases that must not mix."""
+
+
+class IncompatibleRuntimeError(VerificationError):
+    """The runtime (or torch) version does not satisfy the release's specifier."""

@@ -1,0 +1,438 @@
+"""Release, Component, ParamRange and Compatibility: the signed description of a release.
+
+A :class:`Release` is built either from the maintainer's ``release.toml``
+(:meth:`Release.from_toml`) or from a verified statement's predicate
+(:meth:`Release.from_predicate`); :meth:`Release.to_predicate` is the exact
+inverse of the latter. All values are frozen: a verified release cannot be
+edited after the fact by the code that holds it.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path, PurePosixPath
+from types import MappingProxyType
+from typing import Any
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from .canonical import canonical_sha256
+from .errors import InvalidManifest, UnreadableInputError
+from .schema import validate
+
+__all__ = [
+    "MAX_TOML_BYTES",
+    "PREDICATE_TYPE",
+    "Compatibility",
+    "Component",
+    "ParamRange",
+    "Release",
+    "check_relative_path",
+    "format_time",
+    "parse_time",
+]
+
+PREDICATE_TYPE = "https://sonic_registry/release/v1"
+MAX_TOML_BYTES = 4 * 1024 * 1024
+DEFAULT_LIFETIME = timedelta(days=365)
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 UTC with second precision, the only timestamp form we sign."""
+    return moment.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+def parse_time(text: str, *, field: str = "", path: str = "") -> datetime:
+    try:
+        return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise InvalidManifest(
+            field, f"expected a UTC time like 2027-01-31T00:00:00Z, found {text!r}", path=path
+        ) from exc
+
+
+def check_relative_path(name: str, *, field: str, path: str = "") -> str:
+    """Refuse paths that could leave the bundle root, before any file is touched.
+
+    >>> check_relative_path("../etc/passwd", field="components.unet.path")
+    Traceback (most recent call last):
+    ...
+    sonic_registry.errors.InvalidManifest: components.unet.path: expected a relative path inside the bundle, found '../etc/passwd'
+    """
+    pure = PurePosixPath(name)
+    bad = (
+        not name
+        or "\\" in name
+        or "\x00" in name
+        or pure.is_absolute()
+        or any(part in ("..", "") for part in name.split("/"))
+        or name.startswith("./")
+        or (len(name) > 1 and name[1] == ":")
+    )
+    if bad:
+        raise InvalidManifest(
+            field, f"expected a relative path inside the bundle, found {name!r}", path=path
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """One role of a release: which files hold it and what slot type it fills."""
+
+    role: str
+    paths: tuple[str, ...]
+    format: str
+    interface: str
+    training_step: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "paths": list(self.paths),
+            "format": self.format,
+            "interface": self.interface,
+        }
+        if self.training_step is not None:
+            out["training_step"] = self.training_step
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ParamRange:
+    """A validated range: inside ``recommended`` is ok, inside ``allowed`` is a warning.
+
+    Bounds are inclusive; ``None`` means that side is unbounded.
+    """
+
+    name: str
+    type: str
+    recommended: tuple[float, float] | None = None
+    allowed: tuple[float, float] | None = None
+    below: str = ""
+    above: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type}
+        if self.recommended is not None:
+            out["recommended"] = list(self.recommended)
+        if self.allowed is not None:
+            out["allowed"] = list(self.allowed)
+        if self.below:
+            out["below"] = self.below
+        if self.above:
+            out["above"] = self.above
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Compatibility:
+    """A declaration by a newer release that components of another may be mixed in."""
+
+    model: str
+    versions: SpecifierSet
+    roles: tuple[str, ...] = ()
+
+    def covers(self, model: str, version: str, role: str) -> bool:
+        if model != self.model or (self.roles and role not in self.roles):
+            return False
+        return self.versions.contains(version, prereleases=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": self.model, "versions": str(self.versions)}
+        if self.roles:
+            out["roles"] = list(self.roles)
+        return out
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_thaw(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Release:
+    """Everything a release promises, minus the file digests (those are subjects)."""
+
+    model: str
+    version: str
+    serial: int
+    channel: str
+    created: str
+    expires: str
+    components: Mapping[str, Component]
+    config: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    data: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    params: Mapping[str, ParamRange] = field(default_factory=lambda: MappingProxyType({}))
+    runtime: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    compatible_with: tuple[Compatibility, ...] = ()
+
+    # -- identity -----------------------------------------------------------
+
+    @property
+    def release_id(self) -> str:
+        """``model@version#serial``, e.g. ``sonic@1.3.0#1``."""
+        return f"{self.model}@{self.version}#{self.serial}"
+
+    @property
+    def parsed_version(self) -> Version:
+        return Version(self.version)
+
+    @property
+    def config_digest(self) -> str:
+        return canonical_sha256(_thaw(self.config))
+
+    @property
+    def duration_tolerance(self) -> float:
+        value = self.data.get("duration_tolerance", 0.04)
+        return float(value)
+
+    def component_for_path(self, name: str) -> Component | None:
+        for component in self.components.values():
+            if name in component.paths:
+                return component
+        return None
+
+    # -- parsing ------------------------------------------------------------
+
+    @classmethod
+    def from_toml(cls, path: str | Path, *, now: datetime | None = None) -> Release:
+        """Read ``release.toml``; ``created``/``expires``/``serial`` get defaults."""
+        p = Path(path)
+        try:
+            with p.open("rb") as fh:
+                raw = fh.read(MAX_TOML_BYTES + 1)
+        except FileNotFoundError as exc:
+            raise UnreadableInputError(str(p), "no such file (run `sonic-registry init`)") from exc
+        except OSError as exc:
+            raise UnreadableInputError(str(p), f"cannot read: {exc.strerror}") from exc
+        if len(raw) > MAX_TOML_BYTES:
+            raise InvalidManifest("", f"larger than {MAX_TOML_BYTES} bytes", path=str(p))
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise InvalidManifest("", "not UTF-8 text", path=str(p)) from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidManifest("", f"not valid TOML: {exc}", path=str(p)) from exc
+        except RecursionError as exc:
+            raise InvalidManifest("", "TOML nested too deeply", path=str(p)) from exc
+        return cls.from_toml_dict(data, where=str(p), now=now)
+
+    @classmethod
+    def from_toml_dict(
+        cls, data: Mapping[str, Any], *, where: str = "release.toml", now: datetime | None = None
+    ) -> Release:
+        data = _toml_to_json(data)
+        validate(data, "release-toml", where=where)
+        head = data["release"]
+        created = head.get("created") or format_time(now or datetime.now(UTC))
+        expires = head.get("expires") or format_time(
+            parse_time(created, field="release.created", path=where) + DEFAULT_LIFETIME
+        )
+        components = {
+            role: {
+                "paths": spec["paths"] if "paths" in spec else [spec["path"]],
+                **{k: v for k, v in spec.items() if k not in ("path", "paths")},
+            }
+            for role, spec in data["components"].items()
+        }
+        predicate = {
+            "model": head["model"],
+            "version": head["version"],
+            "serial": head.get("serial", 1),
+            "channel": head.get("channel", "official"),
+            "created": created,
+            "expires": expires,
+            "components": components,
+            "config": data.get("config", {}),
+            "data": data.get("data", {}),
+            "params": data.get("params", {}),
+            "runtime": data.get("runtime", {}),
+            "compatible_with": data.get("compatible_with", []),
+        }
+        return cls._from_checked(predicate, where=where, prefix_components="components")
+
+    @classmethod
+    def from_predicate(cls, predicate: Mapping[str, Any], *, where: str = "") -> Release:
+        """Build from a statement predicate whose shape the statement schema checked."""
+        release = cls._from_checked(predicate, where=where, prefix_components="components")
+        claimed = predicate["config_digest"]["sha256"]
+        if claimed != release.config_digest:
+            raise InvalidManifest(
+                "predicate.config_digest.sha256",
+                f"expected {release.config_digest} (sha256 of the canonical config), "
+                f"found {claimed}",
+                path=where,
+            )
+        return release
+
+    @classmethod
+    def _from_checked(
+        cls, p: Mapping[str, Any], *, where: str, prefix_components: str
+    ) -> Release:
+        # Step 1: the version must be PEP 440, or ordering releases is meaningless.
+        try:
+            Version(p["version"])
+        except InvalidVersion as exc:
+            raise InvalidManifest(
+                "release.version", f"expected a PEP 440 version, found {p['version']!r}", path=where
+            ) from exc
+        # Step 2: timestamps parse and expiry comes after creation.
+        created = parse_time(p["created"], field="release.created", path=where)
+        expires = parse_time(p["expires"], field="release.expires", path=where)
+        if expires <= created:
+            raise InvalidManifest(
+                "release.expires", f"expected a time after created {p['created']}, "
+                f"found {p['expires']}", path=where
+            )
+        # Step 3: every component path is confined to the bundle root, and no file
+        # belongs to two roles (a file must identify exactly one component).
+        components: dict[str, Component] = {}
+        owner: dict[str, str] = {}
+        for role, spec in p["components"].items():
+            paths = tuple(
+                check_relative_path(name, field=f"{prefix_components}.{role}.path", path=where)
+                for name in spec["paths"]
+            )
+            for name in paths:
+                if name in owner:
+                    raise InvalidManifest(
+                        f"{prefix_components}.{role}.path",
+                        f"{name!r} is already the {owner[name]} component",
+                        path=where,
+                    )
+                owner[name] = role
+            components[role] = Component(
+                role=role,
+                paths=paths,
+                format=spec["format"],
+                interface=spec["interface"],
+                training_step=spec.get("training_step"),
+            )
+        # Step 4: parameter ranges are ordered and recommended sits inside allowed.
+        params = {name: _param(name, spec, where) for name, spec in p["params"].items()}
+        # Step 5: runtime requirements and compatibility declarations are PEP 440 specifiers.
+        runtime = {
+            dist: str(_specifier(spec, f"runtime.{dist}", where))
+            for dist, spec in p["runtime"].items()
+        }
+        compat = tuple(
+            Compatibility(
+                model=c["model"],
+                versions=_specifier(c["versions"], f"compatible_with.{i}.versions", where),
+                roles=tuple(c.get("roles", ())),
+            )
+            for i, c in enumerate(p["compatible_with"])
+        )
+        return cls(
+            model=p["model"],
+            version=p["version"],
+            serial=p["serial"],
+            channel=p["channel"],
+            created=p["created"],
+            expires=p["expires"],
+            components=MappingProxyType(components),
+            config=_freeze(p["config"]),
+            data=_freeze(p["data"]),
+            params=MappingProxyType(params),
+            runtime=MappingProxyType(runtime),
+            compatible_with=compat,
+        )
+
+    # -- serialisation ------------------------------------------------------
+
+    def to_predicate(self) -> dict[str, Any]:
+        """The predicate of the signed statement (inverse of :meth:`from_predicate`)."""
+        return {
+            "model": self.model,
+            "version": self.version,
+            "serial": self.serial,
+            "channel": self.channel,
+            "created": self.created,
+            "expires": self.expires,
+            "components": {role: c.to_dict() for role, c in self.components.items()},
+            "config": _thaw(self.config),
+            "config_digest": {"sha256": self.config_digest},
+            "data": _thaw(self.data),
+            "params": {name: r.to_dict() for name, r in self.params.items()},
+            "runtime": dict(self.runtime),
+            "compatible_with": [c.to_dict() for c in self.compatible_with],
+        }
+
+
+def _specifier(text: str, field_name: str, where: str) -> SpecifierSet:
+    try:
+        return SpecifierSet(text)
+    except InvalidSpecifier as exc:
+        raise InvalidManifest(
+            field_name, f"expected a PEP 440 specifier like '>=1.3,<1.4', found {text!r}",
+            path=where,
+        ) from exc
+
+
+def _bound(value: Any, field_name: str, where: str) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    lo, hi = value
+    for v in (lo, hi):
+        if isinstance(v, bool) or not math.isfinite(v):
+            raise InvalidManifest(field_name, f"expected finite numbers, found {v!r}", path=where)
+    if lo > hi:
+        raise InvalidManifest(
+            field_name, f"expected [low, high] with low <= high, found [{lo}, {hi}]", path=where
+        )
+    return (lo, hi)
+
+
+def _param(name: str, spec: Mapping[str, Any], where: str) -> ParamRange:
+    if not isinstance(spec, Mapping) or spec.get("type") not in ("int", "float"):
+        raise InvalidManifest(
+            f"params.{name}.type", "expected 'int' or 'float'", path=where
+        )
+    recommended = _bound(spec.get("recommended"), f"params.{name}.recommended", where)
+    allowed = _bound(spec.get("allowed"), f"params.{name}.allowed", where)
+    if recommended and allowed and not (
+        allowed[0] <= recommended[0] and recommended[1] <= allowed[1]
+    ):
+        raise InvalidManifest(
+            f"params.{name}.recommended",
+            f"expected a range inside allowed {list(allowed)}, found {list(recommended)}",
+            path=where,
+        )
+    return ParamRange(
+        name=name,
+        type=spec["type"],
+        recommended=recommended,
+        allowed=allowed,
+        below=str(spec.get("below", "")),
+        above=str(spec.get("above", "")),
+    )
+
+
+def _toml_to_json(value: Any) -> Any:
+    """TOML dates/times become strings so the JSON Schema sees JSON data."""
+    if isinstance(value, Mapping):
+        return {k: _toml_to_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_toml_to_json(v) for v in value]
+    if isinstance(value, datetime):
+        return format_time(value if value.tzinfo else value.replace(tzinfo=UTC))
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value

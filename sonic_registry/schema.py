@@ -1,0 +1,75 @@
+"""JSON Schema 2020-12 validation of every file format, with one-line errors.
+
+The schemas in ``sonic_registry/schemas/`` are the single description of each
+format's shape; the parsers in ``manifest``/``trust`` only add the checks a
+schema cannot express (PEP 440 versions, range ordering, path safety).
+``jsonschema`` is imported lazily so ``import sonic_registry`` stays light.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from importlib import resources
+from typing import Any
+
+from .errors import InvalidManifest
+
+__all__ = ["SCHEMAS", "validate"]
+
+SCHEMAS = ("release-toml", "statement", "envelope", "trust")
+
+
+@functools.cache
+def _validator(name: str) -> Any:
+    from jsonschema import Draft202012Validator
+
+    text = resources.files("sonic_registry").joinpath(f"schemas/{name}.schema.json").read_text()
+    schema = json.loads(text)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def _field(path: Any) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def _describe(error: Any) -> str:
+    found = error.instance
+    shown = repr(found) if not isinstance(found, dict | list) else type(found).__name__
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    validator = error.validator
+    if validator == "type":
+        return f"expected {error.validator_value}, found {shown}"
+    if validator in ("enum", "const"):
+        expected = error.validator_value
+        options = expected if isinstance(expected, list) else [expected]
+        return f"expected one of {', '.join(repr(o) for o in options)}, found {shown}"
+    if validator == "required":
+        return error.message.replace("is a required property", "is required").strip()
+    if validator == "additionalProperties":
+        return error.message
+    if validator == "pattern":
+        return f"expected a value matching {error.validator_value}, found {shown}"
+    if validator in ("minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems"):
+        return f"expected {validator} {error.validator_value}, found {shown}"
+    if validator == "oneOf" and isinstance(found, dict):
+        return "expected exactly one of 'path' or 'paths'"
+    return f"{error.message}"
+
+
+def validate(instance: Any, name: str, *, where: str = "") -> None:
+    """Raise :class:`InvalidManifest` naming the first field that breaks ``name``'s schema.
+
+    >>> validate({"version": 1}, "trust", where="trust.json")
+    Traceback (most recent call last):
+    ...
+    sonic_registry.errors.InvalidManifest: trust.json: 'keys' is required
+    """
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator(name).iter_errors(instance))
+    if error is None:
+        return
+    raise InvalidManifest(_field(error.absolute_path), _describe(error), path=where)
