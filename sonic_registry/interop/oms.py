@@ -1,0 +1,399 @@
+"""Export and verify OpenSSF model_signing (OMS) signatures.
+
+OMS (``model_signing`` on PyPI, 1.x) signs a model directory as a Sigstore
+bundle around a DSSE envelope whose in-toto Statement lists every file (or
+every ``shard_size`` slice of every file) with its sha256. This module speaks
+its *key* flavour (``model_signing sign key`` / ``verify key``), so a release
+can carry both our ``release.dsse.json`` (versions, config, ranges, resolver
+rules) and a ``model.sig`` over the same bytes, verifiable by either tool.
+
+Keys: OMS key signing carries only ECDSA keys (P-256/384/521 in
+model_signing); of our key types only ``ecdsa-p256`` fits. Ed25519 keys are
+refused with one usage line, because model_signing cannot verify them.
+
+See docs/oms.md for the field-by-field mapping between the two formats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..canonical import canonical_bytes
+from ..errors import (
+    DigestMismatchError,
+    InvalidKeyError,
+    InvalidManifest,
+    SonicRegistryError,
+    UnlistedFileError,
+    UnreadableInputError,
+    UnsignedReleaseError,
+    UsageError,
+)
+from ..fileio import atomic_write_bytes
+from ..signing import PAYLOAD_TYPE, PrivateKey, PublicKey, load_private_key, load_public_key, pae
+from ._oms_format import (
+    GIT_PATHS,
+    OmsBundle,
+    OmsStatement,
+    Resource,
+    Serialization,
+    build_bundle,
+    build_statement,
+    check_relative_path,
+)
+from ._oms_tree import ModelFile, ModelTree, compute_digests, expected_names, raise_all, scan
+
+__all__ = [
+    "MAX_SIGNATURE_BYTES",
+    "OmsExport",
+    "OmsVerification",
+    "export_oms",
+    "key_hint",
+    "verify_oms",
+]
+
+#: A shards signature of a 1 TB model at 1 GB shards is ~200 KB; this is generous.
+MAX_SIGNATURE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class OmsVerification:
+    """What a verified OMS signature covers."""
+
+    model_dir: Path
+    signature: Path
+    model_name: str
+    method: str
+    shard_size: int | None
+    root_digest: str
+    payload_sha256: str
+    #: whether the signed payload bytes are RFC 8785 canonical (model_signing's are not)
+    payload_canonical: bool
+    #: whether the bundle named the key (model_signing < 1.1 did not)
+    key_hinted: bool
+    files: tuple[str, ...]
+    resources: int
+    ignored: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "ok": True,
+            "model_dir": str(self.model_dir),
+            "signature": str(self.signature),
+            "model_name": self.model_name,
+            "method": self.method,
+            "shard_size": self.shard_size,
+            "root_digest": self.root_digest,
+            "payload_sha256": self.payload_sha256,
+            "payload_canonical": self.payload_canonical,
+            "key_hinted": self.key_hinted,
+            "files": list(self.files),
+            "resources": self.resources,
+            "ignored": list(self.ignored),
+        }
+
+
+@dataclass(frozen=True)
+class OmsExport:
+    """What :func:`export_oms` wrote."""
+
+    out: Path
+    model_name: str
+    method: str
+    shard_size: int | None
+    root_digest: str
+    payload_sha256: str
+    files: tuple[str, ...]
+    resources: int
+    ignored: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "ok": True,
+            "out": str(self.out),
+            "model_name": self.model_name,
+            "method": self.method,
+            "shard_size": self.shard_size,
+            "root_digest": self.root_digest,
+            "payload_sha256": self.payload_sha256,
+            "files": list(self.files),
+            "resources": self.resources,
+            "ignored": list(self.ignored),
+        }
+
+
+def key_hint(key: PublicKey) -> str:
+    """model_signing's key identifier: sha256 hex of the SubjectPublicKeyInfo PEM text."""
+    return hashlib.sha256(key.to_pem().encode("ascii")).hexdigest()
+
+
+def _require_ecdsa(algorithm: str, where: str) -> None:
+    if algorithm != "ecdsa-p256":
+        raise InvalidKeyError(
+            where,
+            f"OMS key signatures carry only ECDSA keys, found {algorithm}: "
+            "use an ecdsa-p256 key (sonic-registry keygen --algorithm ecdsa-p256)",
+        )
+
+
+def _relative_inside(path: Path, root: Path) -> str | None:
+    """``path`` relative to ``root`` (POSIX), or None when it lies outside."""
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return None
+
+
+def _read_signature(path: Path) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_SIGNATURE_BYTES + 1)
+    except FileNotFoundError as exc:
+        raise UnreadableInputError(str(path), "no such signature file") from exc
+    except IsADirectoryError as exc:
+        raise UnreadableInputError(str(path), "is a directory, expected a signature file") from exc
+    except OSError as exc:
+        raise UnreadableInputError(str(path), f"cannot read: {exc.strerror}") from exc
+    if len(data) > MAX_SIGNATURE_BYTES:
+        raise InvalidManifest("", f"larger than {MAX_SIGNATURE_BYTES} bytes", path=str(path))
+    return data
+
+
+def _git_ignores(statement_names: Sequence[str]) -> list[str]:
+    """The git paths model_signing skips by default, unless the signature lists files there.
+
+    A signature made with ``--no-ignore-git-paths`` lists e.g. ``.gitattributes``;
+    then that file is checked like any other.
+    """
+    return [
+        g for g in GIT_PATHS if not any(n == g or n.startswith(g + "/") for n in statement_names)
+    ]
+
+
+def verify_oms(
+    model_dir: str | Path,
+    signature: str | Path,
+    public_key: str | Path | PublicKey,
+    *,
+    threads: int | None = None,
+) -> OmsVerification:
+    """Verify ``model_dir`` against an OMS key signature; raise on any mismatch.
+
+    Raises :class:`UsageError` subclasses (exit 2) for unreadable or malformed
+    input and :class:`VerificationError` subclasses (exit 1) for the verdict;
+    several file problems come as one ``ExceptionGroup``.
+    """
+    root = Path(model_dir)
+    sig_path = Path(signature)
+    where = str(sig_path)
+    if not root.is_dir():
+        raise UnreadableInputError(str(root), "expected a model directory")
+    key = public_key if isinstance(public_key, PublicKey) else load_public_key(public_key)
+    _require_ecdsa(
+        key.algorithm, "--public-key" if isinstance(public_key, PublicKey) else str(public_key)
+    )
+
+    # Step 1: parse the bundle (structure only; nothing in it is trusted yet).
+    bundle = OmsBundle.from_json(_read_signature(sig_path), where)
+
+    # Step 2: the key. The hint is only a name, but a wrong one says clearly
+    # "signed by another key" instead of "bad signature".
+    hint = key_hint(key)
+    if bundle.key_hint is not None and bundle.key_hint != hint:
+        raise UnsignedReleaseError(
+            where,
+            f"signed by another key: verificationMaterial.publicKey.hint is {bundle.key_hint}, "
+            f"the given public key's is {hint}",
+        )
+    # Step 3: the signature covers PAE over the exact payload bytes.
+    if not key.verify(bundle.signature, pae(bundle.payload_type, bundle.payload)):
+        raise UnsignedReleaseError(where, "signature does not verify with the given public key")
+
+    # Step 4: only now interpret the payload, strictly, from the signed bytes.
+    statement = OmsStatement.from_payload(bundle.payload, f"{where}: payload")
+    ser = statement.serialization
+    signed = {r.name: r for r in statement.resources}
+    signed_files = sorted({statement.file_of(n) for n in signed})
+    for i, r in enumerate(statement.resources):
+        fname = statement.file_of(r.name)
+        covered_by = [p for p in ser.ignore_paths if fname == p or fname.startswith(p + "/")]
+        if covered_by:
+            raise InvalidManifest(
+                f"predicate.resources.{i}.name",
+                f"{r.name!r} is also excluded by ignore_paths entry {covered_by[0]!r}",
+                path=f"{where}: payload",
+            )
+
+    # Step 5: walk the model as the serialization says, and compare names first.
+    implicit = _git_ignores(signed_files)
+    sig_rel = _relative_inside(sig_path, root)
+    if sig_rel is not None:
+        implicit.append(sig_rel)
+    tree = scan(root, ser, implicit_ignores=implicit)
+    expected = expected_names(tree, ser)
+    errors: list[SonicRegistryError] = []
+    signed_by_file: dict[str, set[str]] = {}
+    for n in signed:
+        signed_by_file.setdefault(statement.file_of(n), set()).add(n)
+    expected_by_file: dict[str, set[str]] = {f.name: set() for f in tree.files}
+    for n, f in expected.items():
+        expected_by_file[f.name].add(n)
+    common: dict[str, ModelFile] = {}
+    for fname in sorted(set(signed_by_file) | set(expected_by_file)):
+        want, have = signed_by_file.get(fname), expected_by_file.get(fname)
+        if have is None:
+            errors.append(DigestMismatchError(fname, "signed file is missing"))
+        elif want is None:
+            if ser.method == "shards" and not have:
+                # Zero bytes = zero shards: invisible to a shards signature.
+                errors.append(
+                    UnlistedFileError(
+                        fname,
+                        "empty file not covered by the signature (shards serialization "
+                        "records nothing for 0 bytes, so model_signing would accept it)",
+                    )
+                )
+            else:
+                errors.append(UnlistedFileError(fname, "not covered by the signature"))
+        elif want != have:
+            signed_size = max(int(n.rsplit(":", 1)[1]) for n in want)
+            errors.append(
+                DigestMismatchError(
+                    fname,
+                    f"expected {signed_size} bytes (signed shards), "
+                    f"found {_tree_size(tree, fname)} bytes",
+                )
+            )
+        else:
+            common.update((n, expected[n]) for n in want)
+
+    # Step 6: hash what both sides name, and compare digests.
+    actual = compute_digests(common, ser, threads=threads)
+    for name in sorted(common):
+        if actual[name] != signed[name].digest:
+            errors.append(
+                DigestMismatchError(
+                    name, f"expected sha256 {signed[name].digest}, found {actual[name]}"
+                )
+            )
+    raise_all(errors, f"{root}: does not match OMS signature {where}")
+
+    return OmsVerification(
+        model_dir=root,
+        signature=sig_path,
+        model_name=statement.model_name,
+        method=ser.method,
+        shard_size=ser.shard_size,
+        root_digest=statement.root_digest,
+        payload_sha256=hashlib.sha256(bundle.payload).hexdigest(),
+        payload_canonical=_is_canonical(bundle.payload),
+        key_hinted=bundle.key_hint is not None,
+        files=tuple(signed_files),
+        resources=len(signed),
+        ignored=tree.ignored,
+    )
+
+
+def _tree_size(tree: ModelTree, name: str) -> int:
+    return next(f.size for f in tree.files if f.name == name)
+
+
+def _is_canonical(payload: bytes) -> bool:
+    from ..canonical import loads_strict
+
+    try:
+        return canonical_bytes(loads_strict(payload)) == payload
+    except SonicRegistryError:
+        return False
+
+
+def export_oms(
+    model_dir: str | Path,
+    key: str | Path | PrivateKey,
+    out: str | Path,
+    *,
+    passphrase: bytes | None = None,
+    shard_size: int | None = None,
+    ignore_paths: Sequence[str] = (),
+    allow_symlinks: bool = False,
+    model_name: str | None = None,
+    threads: int | None = None,
+) -> OmsExport:
+    """Sign ``model_dir`` as model_signing would and write the bundle to ``out`` atomically.
+
+    ``shard_size`` switches to shards serialization (note: the ``model_signing
+    verify key`` CLI always re-hashes per file, so only its Python API verifies
+    shards signatures). The payload we sign is RFC 8785 canonical JSON.
+    """
+    root = Path(model_dir)
+    out_path = Path(out)
+    if not root.is_dir():
+        raise UnreadableInputError(str(root), "expected a model directory")
+    signer = key if isinstance(key, PrivateKey) else load_private_key(key, passphrase)
+    _require_ecdsa(signer.algorithm, "--key" if isinstance(key, PrivateKey) else str(key))
+    if shard_size is not None and (isinstance(shard_size, bool) or shard_size <= 0):
+        raise UsageError("--shard-size", f"expected a positive integer, found {shard_size}")
+
+    # What model_signing's CLI records: the caller's ignores, the git paths, and
+    # the signature itself when it is written inside the model.
+    ignores = []
+    for i, p in enumerate(ignore_paths):
+        norm = p.rstrip("/")
+        if norm in ("", "."):
+            raise UsageError("--ignore", f"{p!r} would exclude the whole model")
+        ignores.append(str(check_relative_path(norm, f"--ignore.{i}", "")))
+    ignores.extend(GIT_PATHS)
+    out_rel = _relative_inside(out_path, root)
+    if out_rel is not None:
+        ignores.append(out_rel)
+    ser = Serialization(
+        method="files" if shard_size is None else "shards",
+        shard_size=shard_size,
+        allow_symlinks=allow_symlinks,
+        ignore_paths=tuple(sorted(set(ignores))),
+    )
+    tree = scan(root, ser)
+    _check_exportable(tree, ser)
+    names = expected_names(tree, ser)
+    digests = compute_digests(names, ser, threads=threads)
+    resources = [Resource(n, d, ser.resource_algorithm) for n, d in digests.items()]
+    name = model_name if model_name is not None else root.resolve().name
+    statement = build_statement(name, ser, resources)
+    payload = canonical_bytes(statement)
+    signature = signer.sign(pae(PAYLOAD_TYPE, payload))
+    atomic_write_bytes(out_path, build_bundle(payload, signature, key_hint(signer.public)))
+    return OmsExport(
+        out=out_path,
+        model_name=name,
+        method=ser.method,
+        shard_size=shard_size,
+        root_digest=statement["subject"][0]["digest"]["sha256"],
+        payload_sha256=hashlib.sha256(payload).hexdigest(),
+        files=tuple(sorted(f.name for f in tree.files)),
+        resources=len(resources),
+        ignored=tree.ignored,
+    )
+
+
+def _check_exportable(tree: ModelTree, ser: Serialization) -> None:
+    """Refuse to write a signature that could not protect every file."""
+    if ser.method != "shards":
+        return
+    errors: list[SonicRegistryError] = []
+    for f in tree.files:
+        if f.size == 0:
+            errors.append(
+                UsageError(
+                    f.name,
+                    "empty file: shards serialization cannot record it (0 bytes = 0 shards); "
+                    "export per file instead (omit --shard-size)",
+                )
+            )
+        if ":" in f.name:
+            errors.append(
+                UsageError(f.name, "a ':' in the path cannot be named in shards serialization")
+            )
+    raise_all(errors, "model cannot be exported as OMS shards")
