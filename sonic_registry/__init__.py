@@ -26,7 +26,17 @@ _EXPORTS = {
     "errors": "",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "Component",
+    "ParamRange",
+    "Release",
+    "TrustStore",
+    "VerifiedRelease",
+    "__version__",
+    "errors",
+    "sign_bundle",
+    "verify_bundle",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import errors

@@ -90,9 +90,7 @@ def _check_depth(text: str | bytes, where: str) -> None:
         elif byte in (0x5B, 0x7B):  # [ {
             depth += 1
             if depth > MAX_DEPTH:
-                raise InvalidManifest(
-                    "", f"JSON nested deeper than {MAX_DEPTH} levels", path=where
-                )
+                raise InvalidManifest("", f"JSON nested deeper than {MAX_DEPTH} levels", path=where)
         elif byte in (0x5D, 0x7D):
             depth -= 1
 
@@ -131,4 +129,3 @@ def load_json_file(path: str | Path) -> Any:
     except OSError as exc:
         raise UnreadableInputError(str(p), f"cannot read: {exc.strerror}") from exc
     return loads_strict(data, where=str(p))
-

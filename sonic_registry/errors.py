@@ -22,6 +22,7 @@ and what was found::
 from __future__ import annotations
 
 __all__ = [
+    "BadSignatureError",
     "DigestMismatchError",
     "ExpiredReleaseError",
     "IncompatibleRuntimeError",
@@ -55,6 +56,10 @@ class SonicRegistryError(Exception):
         super().__init__(where, detail)
         self.where = where
         self.detail = detail
+        #: Every problem found in the same check, this one first. A verifier
+        #: reports all of them (one line each) but raises one exception, so a
+        #: plain ``except VerificationError`` still catches the verdict.
+        self.problems: tuple[SonicRegistryError, ...] = (self,)
 
     def __str__(self) -> str:
         return f"{self.where}: {self.detail}" if self.where else self.detail
@@ -109,6 +114,10 @@ class VerificationError(SonicRegistryError):
 
 class UnsignedReleaseError(VerificationError):
     """No signature, or no signature by any key the caller trusts."""
+
+
+class BadSignatureError(VerificationError):
+    """A signature by a trusted key does not match the payload (edited after signing)."""
 
 
 class ThresholdNotMetError(VerificationError):

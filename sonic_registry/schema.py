@@ -47,16 +47,16 @@ def _describe(error: Any) -> str:
         options = expected if isinstance(expected, list) else [expected]
         return f"expected one of {', '.join(repr(o) for o in options)}, found {shown}"
     if validator == "required":
-        return error.message.replace("is a required property", "is required").strip()
+        return str(error.message).replace("is a required property", "is required").strip()
     if validator == "additionalProperties":
-        return error.message
+        return str(error.message)
     if validator == "pattern":
         return f"expected a value matching {error.validator_value}, found {shown}"
     if validator in ("minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems"):
         return f"expected {validator} {error.validator_value}, found {shown}"
     if validator == "oneOf" and isinstance(found, dict):
         return "expected exactly one of 'path' or 'paths'"
-    return f"{error.message}"
+    return str(error.message)
 
 
 def validate(instance: Any, name: str, *, where: str = "") -> None:

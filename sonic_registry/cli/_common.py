@@ -38,7 +38,7 @@ def leaf_errors(exc: BaseException) -> list[SonicRegistryError]:
             out.extend(leaf_errors(sub))
         return out
     if isinstance(exc, SonicRegistryError):
-        return [exc]
+        return list(exc.problems)
     return []
 
 
@@ -76,6 +76,8 @@ def handle_errors(fn: F) -> F:
             sys.exit(130)
         except OSError as exc:
             where = exc.filename or ""
-            fail([SonicRegistryError(str(where), exc.strerror or str(exc))], json_output=json_output)
+            fail(
+                [SonicRegistryError(str(where), exc.strerror or str(exc))], json_output=json_output
+            )
 
     return wrapper  # type: ignore[return-value]

@@ -1,0 +1,584 @@
+"""A model directory and its signed manifest: sign it, verify it.
+
+``verify_envelope`` answers "did enough trusted keys sign this statement?";
+``verify_bundle`` adds "and are the files on disk exactly the signed ones?".
+Each check below is a numbered step; the order matters (signatures are checked
+before the payload is trusted, sizes before any byte is hashed, the rollback
+serial is recorded only after every file verified).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from .canonical import canonical_bytes, loads_strict
+from .digest import SHARD_SIZE, FileDigest, sharded_digests
+from .errors import (
+    BadSignatureError,
+    DigestMismatchError,
+    ExpiredReleaseError,
+    InvalidManifest,
+    RevokedKeyError,
+    SonicRegistryError,
+    ThresholdNotMetError,
+    UnlistedFileError,
+    UnreadableInputError,
+    UnsafePathError,
+    UnsignedReleaseError,
+    VerificationError,
+)
+from .fileio import atomic_write_bytes
+from .formats import is_weight_file
+from .manifest import PREDICATE_TYPE, Release, check_relative_path, parse_time
+from .schema import validate
+from .signing import Envelope, PrivateKey, PublicKey
+from .trust import TrustStore
+
+__all__ = [
+    "ENVELOPE_NAME",
+    "STATEMENT_TYPE",
+    "TOML_NAME",
+    "SubjectDigest",
+    "VerifiedRelease",
+    "VerifiedStatement",
+    "build_statement",
+    "list_bundle_files",
+    "sign_bundle",
+    "verify_bundle",
+    "verify_envelope",
+]
+
+ENVELOPE_NAME = "release.dsse.json"
+TOML_NAME = "release.toml"
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectDigest:
+    """A signed file: whole-file digest, size, and shard digests for large files."""
+
+    sha256: str
+    size: int
+    shard_size: int = SHARD_SIZE
+    shards: tuple[str, ...] = ()
+
+    @property
+    def file(self) -> FileDigest:
+        return FileDigest(self.sha256, self.size)
+
+
+@dataclass(frozen=True)
+class VerifiedStatement:
+    """A statement whose signatures met the trust store's threshold."""
+
+    release: Release
+    subjects: Mapping[str, SubjectDigest]
+    channel: str
+    signers: tuple[str, ...]
+    manifest_digest: str
+    envelope: Envelope
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.release
+        return {
+            "model": r.model,
+            "version": r.version,
+            "serial": r.serial,
+            "release_id": r.release_id,
+            "channel": self.channel,
+            "official": self.channel == "official",
+            "signers": list(self.signers),
+            "manifest_digest": self.manifest_digest,
+            "expires": r.expires,
+        }
+
+
+@dataclass(frozen=True)
+class VerifiedRelease(VerifiedStatement):
+    """A bundle whose every listed file matched its signed size and digest."""
+
+    root: Path = Path(".")
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def files(self) -> Mapping[str, FileDigest]:
+        return MappingProxyType({n: s.file for n, s in self.subjects.items()})
+
+    def path_of(self, name: str) -> Path:
+        return self.root / name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **super().to_dict(),
+            "root": str(self.root),
+            "files": len(self.subjects),
+            "bytes": sum(s.size for s in self.subjects.values()),
+            "warnings": list(self.warnings),
+        }
+
+
+# --- files of a bundle --------------------------------------------------------
+
+
+def _is_skipped(rel: str) -> bool:
+    return rel == ENVELOPE_NAME or any(part.startswith(".") for part in rel.split("/"))
+
+
+def list_bundle_files(root: Path) -> list[str]:
+    """Every regular file a signature must cover, as sorted POSIX paths.
+
+    Symlinks are followed only when they stay inside the root; anything else
+    that is not a regular file (FIFO, device, socket) is refused outright.
+    """
+    real_root = os.path.realpath(root)
+    out: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        rel_dir = os.path.relpath(dirpath, root)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for d in list(dirnames):
+            full = os.path.join(dirpath, d)
+            if os.path.islink(full):
+                dirnames.remove(d)
+                _confined(root, real_root, os.path.normpath(os.path.join(rel_dir, d)))
+        for name in sorted(filenames):
+            rel = os.path.normpath(os.path.join(rel_dir, name)).replace(os.sep, "/")
+            if _is_skipped(rel):
+                continue
+            _confined(root, real_root, rel)
+            out.append(rel)
+    return sorted(out)
+
+
+def _confined(root: Path, real_root: str, rel: str) -> str:
+    """Resolve ``rel`` under ``root``; refuse escapes and non-regular files."""
+    full = os.path.join(root, rel)
+    real = os.path.realpath(full)
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise UnsafePathError(rel, f"expected a path inside the bundle, found a link to {real}")
+    try:
+        st = os.stat(real)
+    except FileNotFoundError as exc:
+        raise DigestMismatchError(rel, "expected a file, found it missing") from exc
+    if stat.S_ISDIR(st.st_mode):
+        return real
+    if not stat.S_ISREG(st.st_mode):
+        kind = (
+            "FIFO"
+            if stat.S_ISFIFO(st.st_mode)
+            else "device"
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+            else "socket"
+            if stat.S_ISSOCK(st.st_mode)
+            else "special file"
+        )
+        raise UnsafePathError(rel, f"expected a regular file, found a {kind}")
+    return real
+
+
+# --- signing ------------------------------------------------------------------
+
+
+def build_statement(release: Release, files: Mapping[str, SubjectDigest]) -> dict[str, Any]:
+    subjects = []
+    for name in sorted(files):
+        d = files[name]
+        annotations: dict[str, Any] = {"size": d.size}
+        if d.shards:
+            annotations["shards"] = {"size": d.shard_size, "sha256": list(d.shards)}
+        subjects.append({"name": name, "digest": {"sha256": d.sha256}, "annotations": annotations})
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": subjects,
+        "predicateType": PREDICATE_TYPE,
+        "predicate": release.to_predicate(),
+    }
+
+
+def _digest_bundle(
+    root: Path, names: Sequence[str], progress: Progress | None, threads: int | None
+) -> dict[str, SubjectDigest]:
+    digests = sharded_digests(
+        [root / n for n in names], whole=True, threads=threads, progress=progress
+    )
+    return {
+        n: SubjectDigest(d.sha256, d.size, d.shard_size, d.shards)
+        for n, d in zip(names, digests, strict=True)
+    }
+
+
+def sign_bundle(
+    root: str | Path,
+    key: PrivateKey,
+    *,
+    progress: Progress | None = None,
+    threads: int | None = None,
+    now: datetime | None = None,
+) -> tuple[Path, Envelope, bool]:
+    """Sign ``root/release.toml`` + every file; returns (path, envelope, added_to_existing).
+
+    When ``release.dsse.json`` already holds the same statement, the signature
+    is added to it (threshold signing); when the content changed, the serial
+    must have been bumped, so an old and a new manifest never share a serial.
+    """
+    base = Path(root)
+    if not base.is_dir():
+        raise UnreadableInputError(str(base), "expected a model directory")
+    out = base / ENVELOPE_NAME
+    previous: Envelope | None = Envelope.load(out) if out.exists() else None
+    prev_predicate: Mapping[str, Any] | None = None
+    if previous is not None:
+        prev_predicate = loads_strict(previous.payload, where=str(out)).get("predicate", {})
+
+    release = Release.from_toml(base / TOML_NAME, now=now)
+    # Re-signing an unchanged release keeps the defaults (created/expires) that the
+    # first signature chose, so a second key signs exactly the same payload bytes.
+    if prev_predicate is not None and isinstance(prev_predicate, Mapping):
+        toml_head = _toml_head(base / TOML_NAME)
+        predicate = release.to_predicate()
+        for key_name in ("created", "expires"):
+            if key_name not in toml_head and key_name in prev_predicate:
+                predicate[key_name] = prev_predicate[key_name]
+        release = Release.from_predicate(predicate, where=str(base / TOML_NAME))
+
+    names = list_bundle_files(base)
+    listed = set(names)
+    for component in release.components.values():
+        for name in component.paths:
+            if name not in listed:
+                raise InvalidManifest(
+                    f"components.{component.role}.path",
+                    f"expected a file in the bundle, found no {name!r}",
+                    path=str(base / TOML_NAME),
+                )
+    statement = build_statement(release, _digest_bundle(base, names, progress, threads))
+    payload = canonical_bytes(statement)
+
+    added = False
+    if previous is not None and previous.payload == payload:
+        envelope = previous.signed_by(key)
+        added = True
+    else:
+        if prev_predicate is not None and _same_release(prev_predicate, release):
+            old = prev_predicate.get("serial", 0)
+            if isinstance(old, int) and release.serial <= old:
+                raise InvalidManifest(
+                    "release.serial",
+                    f"content changed since serial {old} was signed; expected serial > {old}, "
+                    f"found {release.serial} (bump it in release.toml)",
+                    path=str(base / TOML_NAME),
+                )
+        envelope = Envelope(payload=payload).signed_by(key)
+    atomic_write_bytes(out, envelope.to_json())
+    return out, envelope, added
+
+
+def _same_release(pred: Mapping[str, Any], release: Release) -> bool:
+    return bool(pred.get("model") == release.model and pred.get("version") == release.version)
+
+
+def _toml_head(path: Path) -> Mapping[str, Any]:
+    import tomllib
+
+    with path.open("rb") as fh:
+        head = tomllib.load(fh).get("release", {})
+    return head if isinstance(head, Mapping) else {}
+
+
+# --- verification -------------------------------------------------------------
+
+
+def _raise_all(problems: Sequence[SonicRegistryError]) -> None:
+    if problems:
+        first = problems[0]
+        first.problems = tuple(problems)
+        raise first
+
+
+def _parse_subjects(statement: Mapping[str, Any], where: str) -> dict[str, SubjectDigest]:
+    subjects: dict[str, SubjectDigest] = {}
+    for i, s in enumerate(statement["subject"]):
+        name = check_relative_path(s["name"], field=f"subject.{i}.name", path=where)
+        if name in subjects:
+            raise InvalidManifest(f"subject.{i}.name", f"duplicate subject {name!r}", path=where)
+        ann = s["annotations"]
+        shards_spec = ann.get("shards")
+        shard_size, shards = SHARD_SIZE, ()
+        if shards_spec is not None:
+            ok = (
+                isinstance(shards_spec, Mapping)
+                and isinstance(shards_spec.get("size"), int)
+                and not isinstance(shards_spec.get("size"), bool)
+                and shards_spec["size"] > 0
+                and isinstance(shards_spec.get("sha256"), list)
+                and all(isinstance(h, str) and len(h) == 64 for h in shards_spec["sha256"])
+            )
+            if not ok or len(shards_spec["sha256"]) != -(-ann["size"] // shards_spec["size"]):
+                raise InvalidManifest(
+                    f"subject.{i}.annotations.shards",
+                    "expected {size: int, sha256: [one hex digest per shard]}",
+                    path=where,
+                )
+            shard_size, shards = shards_spec["size"], tuple(shards_spec["sha256"])
+        subjects[name] = SubjectDigest(s["digest"]["sha256"], ann["size"], shard_size, shards)
+    return subjects
+
+
+def verify_envelope(
+    envelope: Envelope | str | Path,
+    trust: TrustStore,
+    *,
+    allow_unsigned: bool = False,
+    now: datetime | None = None,
+    where: str | None = None,
+) -> VerifiedStatement:
+    """Check signatures, threshold, expiry, revocation and rollback; no file is read."""
+    if not isinstance(envelope, Envelope):
+        where = where or str(envelope)
+        envelope = Envelope.load(envelope)
+    where = where or ENVELOPE_NAME
+    moment = now or datetime.now(UTC)
+
+    # Step 1: sort the signatures: which trusted, unexpired, unrevoked keys signed
+    # the exact payload bytes (PAE), and why every other signature does not count.
+    pae = envelope.pae()
+    valid: dict[str, Any] = {}
+    problems: list[SonicRegistryError] = []
+    for sig in envelope.signatures:
+        trusted = trust.keys.get(sig.keyid)
+        if sig.keyid in trust.revoked:
+            problems.append(RevokedKeyError(where, f"signed by revoked key {sig.keyid[:16]}"))
+        elif trusted is None:
+            problems.append(UnsignedReleaseError(where, f"signed by unknown key {sig.keyid[:16]}"))
+        elif not trusted.public.verify(sig.sig, pae):
+            problems.append(
+                BadSignatureError(
+                    where,
+                    f"signature by {trusted.label} does not match the payload "
+                    "(edited or re-serialised after signing)",
+                )
+            )
+        elif trusted.expired(moment):
+            problems.append(
+                ExpiredReleaseError(where, f"key {trusted.label} expired at {trusted.expires}")
+            )
+        else:
+            valid[sig.keyid] = trusted
+
+    if not valid and not allow_unsigned:
+        if not envelope.signatures:
+            problems.append(UnsignedReleaseError(where, "expected a signature, found none"))
+        _raise_all(_by_severity(problems))
+
+    # Step 2: only now parse the payload (it carries at least one trusted
+    # signature, or the caller opted into unsigned releases).
+    statement = loads_strict(envelope.payload, where=f"{where}: payload")
+    validate(statement, "statement", where=f"{where}: payload")
+    release = Release.from_predicate(statement["predicate"], where=f"{where}: payload")
+    subjects = _parse_subjects(statement, f"{where}: payload")
+    for component in release.components.values():
+        for name in component.paths:
+            if name not in subjects:
+                raise InvalidManifest(
+                    f"predicate.components.{component.role}.paths",
+                    f"expected {name!r} among the subjects, found it unlisted",
+                    path=f"{where}: payload",
+                )
+
+    # Step 3: the claimed channel needs its role's threshold of distinct keys.
+    # Official keys do not silently vouch for community releases or vice versa:
+    # a key counts only for the roles the trust store gives it.
+    role = release.channel
+    counted = sorted(k.label for k in valid.values() if role in k.roles)
+    threshold = trust.thresholds.get(role, 1)
+    channel = role
+    if len(counted) < threshold:
+        if allow_unsigned and not valid:
+            channel = "unverified"
+        else:
+            others = sorted(k.label for k in valid.values() if role not in k.roles)
+            extra = f" (also signed by {', '.join(others)}, not {role} keys)" if others else ""
+            problems.insert(
+                0,
+                ThresholdNotMetError(
+                    where,
+                    f"{role} release needs {threshold} {role} signature(s), found {len(counted)}"
+                    + extra,
+                ),
+            )
+            _raise_all(_by_severity(problems))
+
+    # Step 4: the release itself must not have expired.
+    if parse_time(release.expires) <= moment:
+        raise ExpiredReleaseError(
+            where, f"release {release.release_id} expired at {release.expires}"
+        )
+
+    # Step 5: prevent rollback to an older serial of the same model@version.
+    trust.check_rollback(release.model, release.version, release.serial, where=where)
+
+    return VerifiedStatement(
+        release=release,
+        subjects=MappingProxyType(subjects),
+        channel=channel,
+        signers=tuple(counted),
+        manifest_digest=envelope.payload_digest,
+        envelope=envelope,
+    )
+
+
+def _by_severity(problems: list[SonicRegistryError]) -> list[SonicRegistryError]:
+    # Most telling first: a forged/edited payload or a revoked key explains a
+    # failure better than "unknown key".
+    order: dict[type[SonicRegistryError], int] = {
+        BadSignatureError: 0,
+        RevokedKeyError: 1,
+        ThresholdNotMetError: 2,
+        ExpiredReleaseError: 3,
+        UnsignedReleaseError: 4,
+    }
+    return sorted(problems, key=lambda p: order.get(type(p), 9))
+
+
+def _check_files(
+    root: Path,
+    subjects: Mapping[str, SubjectDigest],
+    *,
+    progress: Progress | None,
+    threads: int | None,
+) -> tuple[list[SonicRegistryError], list[str]]:
+    problems: list[SonicRegistryError] = []
+    real_root = os.path.realpath(root)
+    present: list[str] = []
+    # Step 6: every listed path stays inside the root and is a regular file of
+    # the signed size. Sizes are compared before any byte is hashed.
+    for name, subject in sorted(subjects.items()):
+        try:
+            real = _confined(root, real_root, name)
+        except VerificationError as exc:
+            problems.append(exc)
+            continue
+        size = os.stat(real).st_size
+        if size != subject.size:
+            problems.append(
+                DigestMismatchError(name, f"size: expected {subject.size} bytes, found {size}")
+            )
+            continue
+        present.append(name)
+
+    # Step 7: hash what is left, in parallel: signed shards for big files
+    # (every core busy even on one file), whole-file digests for the rest.
+    digests = sharded_digests(
+        [root / n for n in present],
+        # a subject signed without shards is hashed whole, whatever its size
+        shard_size=[
+            subjects[n].shard_size if subjects[n].shards else subjects[n].size + 1 for n in present
+        ],
+        whole=False,
+        threads=threads,
+        progress=progress,
+    )
+    for name, got in zip(present, digests, strict=True):
+        want = subjects[name]
+        if want.shards:
+            bad = [
+                i for i, (a, b) in enumerate(zip(want.shards, got.shards, strict=False)) if a != b
+            ]
+            if bad or len(want.shards) != len(got.shards):
+                start = bad[0] * want.shard_size if bad else 0
+                problems.append(
+                    DigestMismatchError(
+                        name,
+                        f"sha256: content differs from the signed file at bytes {start}.."
+                        f"{start + want.shard_size} (shard {bad[0] if bad else 0})",
+                    )
+                )
+        elif got.sha256 != want.sha256:
+            problems.append(
+                DigestMismatchError(
+                    name, f"sha256: expected {want.sha256[:16]}..., found {got.sha256[:16]}..."
+                )
+            )
+
+    # Step 8: no unlisted weight file may sit beside the signed ones (it could be
+    # picked up by a loader by name); other unlisted files are only warned about.
+    warnings: list[str] = []
+    try:
+        on_disk = list_bundle_files(root)
+    except VerificationError as exc:
+        problems.append(exc)
+        on_disk = []
+    for name in on_disk:
+        if name in subjects:
+            continue
+        if is_weight_file(root / name):
+            problems.append(
+                UnlistedFileError(name, "weight file is not listed in the signed manifest")
+            )
+        else:
+            warnings.append(f"{name}: not covered by the signature")
+    return problems, warnings
+
+
+def verify_bundle(
+    root: str | Path,
+    trust: TrustStore | str | Path | None = None,
+    *,
+    public_keys: Iterable[PublicKey] = (),
+    allow_unsigned: bool = False,
+    record_serial: bool = True,
+    envelope: str | Path | None = None,
+    progress: Progress | None = None,
+    threads: int | None = None,
+    now: datetime | None = None,
+) -> VerifiedRelease:
+    """Verify a model directory against its signed ``release.dsse.json``.
+
+    ``trust`` is a :class:`TrustStore` or a path to ``trust.json``;
+    ``public_keys`` pins keys directly (both channels, threshold 1). Raises a
+    :class:`~sonic_registry.errors.VerificationError` (exit 1) listing every
+    problem in ``.problems``, or a ``UsageError`` (exit 2) for unreadable input.
+    """
+    base = Path(root)
+    if not base.is_dir():
+        raise UnreadableInputError(str(base), "expected a model directory")
+    store = _trust_from(trust, public_keys)
+    env_path = Path(envelope) if envelope is not None else base / ENVELOPE_NAME
+    statement = verify_envelope(env_path, store, allow_unsigned=allow_unsigned, now=now)
+    problems, warnings = _check_files(base, statement.subjects, progress=progress, threads=threads)
+    _raise_all(problems)
+    if record_serial and store.path is not None:
+        r = statement.release
+        store.record_serial(r.model, r.version, r.serial, where=str(env_path))
+    return VerifiedRelease(
+        release=statement.release,
+        subjects=statement.subjects,
+        channel=statement.channel,
+        signers=statement.signers,
+        manifest_digest=statement.manifest_digest,
+        envelope=statement.envelope,
+        root=base,
+        warnings=tuple(warnings),
+    )
+
+
+def _trust_from(trust: TrustStore | str | Path | None, keys: Iterable[PublicKey]) -> TrustStore:
+    pinned = list(keys)
+    if trust is None:
+        if not pinned:
+            raise UnreadableInputError(
+                "", "no trusted keys: give --trust trust.json or --public-key KEY.pub"
+            )
+        return TrustStore.from_public_keys(pinned)
+    store = trust if isinstance(trust, TrustStore) else TrustStore.load(trust)
+    for k in pinned:
+        store = store.with_key(k, ("official", "community"), name="pinned")
+    return store

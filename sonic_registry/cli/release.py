@@ -1,0 +1,202 @@
+"""``sonic-registry init / sign / verify``: describe, sign and check a model directory."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ._common import emit_json, handle_errors, json_option
+from .keys import passphrase_options, read_passphrase, signing_key_option
+
+if TYPE_CHECKING:
+    from ..signing import PublicKey
+    from ..trust import TrustStore
+
+__all__ = ["init", "load_trust", "progress_bar", "sign", "trust_options", "verify"]
+
+#: Show a progress bar only for work this large (and only on a terminal).
+PROGRESS_MIN_BYTES = 256 << 20
+
+
+def trust_options(fn: Any) -> Any:
+    """``--trust`` / ``--public-key``: the keys a verifying command trusts."""
+    fn = click.option(
+        "--public-key",
+        "public_keys",
+        multiple=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Trust this public key (PEM) for both channels; repeatable.",
+    )(fn)
+    fn = click.option(
+        "--trust",
+        "trust_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Trust store (trust.json) with keys, roles, thresholds and seen serials.",
+    )(fn)
+    return fn
+
+
+def load_trust(
+    trust_path: Path | None, public_keys: tuple[Path, ...]
+) -> tuple[TrustStore | None, list[PublicKey]]:
+    from ..signing import load_public_key
+    from ..trust import TrustStore
+
+    store = TrustStore.load(trust_path) if trust_path is not None else None
+    return store, [load_public_key(p) for p in public_keys]
+
+
+@contextmanager
+def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A rich progress bar on stderr for big jobs on a terminal; else nothing."""
+    if total < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _dir_bytes(root: Path) -> int:
+    total = 0
+    for p in root.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            total += p.stat().st_size
+    return total
+
+
+@click.command()
+@click.argument("model_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--model", default="sonic", show_default=True, help="Model name.")
+@click.option("--version", "version", default="0.1.0", show_default=True, help="PEP 440 version.")
+@json_option
+@handle_errors
+def init(model_dir: Path, model: str, version: str, json_output: bool) -> None:
+    """Draft MODEL_DIR/release.toml from the weight files found there (never overwrites)."""
+    from ..scaffold import write_release_toml
+
+    path = write_release_toml(model_dir, model=model, version=version)
+    if json_output:
+        emit_json({"ok": True, "release_toml": str(path)})
+    else:
+        click.echo(
+            f"wrote {path}: review roles, interfaces and ranges, then run "
+            f"`sonic-registry sign {model_dir} --key KEY`"
+        )
+
+
+@click.command()
+@click.argument("model_dir", type=click.Path(file_okay=False, path_type=Path))
+@signing_key_option
+@passphrase_options
+@json_option
+@handle_errors
+def sign(model_dir: Path, key_path: Path, passphrase_env: str | None, json_output: bool) -> None:
+    """Sign MODEL_DIR (release.toml + every file) into MODEL_DIR/release.dsse.json.
+
+    Signing an unchanged release again with another key adds a signature
+    (threshold signing).
+    """
+    from ..bundle import sign_bundle
+    from ..errors import InvalidKeyError
+    from ..signing import load_private_key
+
+    try:
+        key = load_private_key(key_path, read_passphrase(passphrase_env, purpose=str(key_path)))
+    except InvalidKeyError as exc:
+        if "encrypted" in exc.detail and not passphrase_env and not sys.stdin.isatty():
+            raise InvalidKeyError(
+                exc.where,
+                "the key is encrypted and stdin is not a terminal: give --passphrase-env VAR",
+            ) from exc
+        raise
+    with progress_bar(_dir_bytes(model_dir), "hashing") as progress:
+        out, envelope, added = sign_bundle(model_dir, key, progress=progress)
+    if json_output:
+        emit_json(
+            {
+                "ok": True,
+                "envelope": str(out),
+                "keyid": key.keyid,
+                "signatures": len(envelope.signatures),
+                "added": added,
+                "manifest_digest": envelope.payload_digest,
+            }
+        )
+        return
+    verb = "added a signature to" if added else "wrote"
+    click.echo(
+        f"{verb} {out} ({len(envelope.signatures)} signature(s); "
+        f"key {key.keyid[:16]}, manifest sha256 {envelope.payload_digest[:16]})"
+    )
+
+
+@click.command()
+@click.argument("model_dir", type=click.Path(file_okay=False, path_type=Path))
+@trust_options
+@click.option(
+    "--allow-unsigned",
+    is_flag=True,
+    help="Accept a release no trusted key signed; it is labelled 'unverified'.",
+)
+@click.option(
+    "--no-record",
+    is_flag=True,
+    help="Do not record the serial in the trust store (rollback protection).",
+)
+@json_option
+@handle_errors
+def verify(
+    model_dir: Path,
+    trust_path: Path | None,
+    public_keys: tuple[Path, ...],
+    allow_unsigned: bool,
+    no_record: bool,
+    json_output: bool,
+) -> None:
+    """Verify MODEL_DIR against its signed release.dsse.json and the keys you trust.
+
+    Exit 0 verified, 1 verification failed (one line per problem), 2 usage or
+    unreadable input. Re-hashes every byte; never unpickles anything.
+    """
+    from ..bundle import verify_bundle
+
+    store, pinned = load_trust(trust_path, public_keys)
+    with progress_bar(_dir_bytes(model_dir) if model_dir.is_dir() else 0, "verifying") as prog:
+        verified = verify_bundle(
+            model_dir,
+            store,
+            public_keys=pinned,
+            allow_unsigned=allow_unsigned,
+            record_serial=not no_record,
+            progress=prog,
+        )
+    if json_output:
+        emit_json({"ok": True, **verified.to_dict()})
+        return
+    r = verified.release
+    label = {
+        "official": "official",
+        "community": "community (non-official)",
+        "unverified": "UNVERIFIED (no trusted signature)",
+    }[verified.channel]
+    click.echo(f"verified {r.model} {r.version} (serial {r.serial}): {label}")
+    click.echo(f"  signed by: {', '.join(verified.signers) or 'nobody'}")
+    click.echo(f"  {len(verified.subjects)} files, manifest sha256 {verified.manifest_digest}")
+    for w in verified.warnings:
+        click.echo(f"warning: {w}", err=True)

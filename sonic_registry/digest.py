@@ -1,0 +1,291 @@
+"""Parallel streaming digests: whole-file SHA-256, shard digests, a stat cache.
+
+Why shards: a SHA-256 of one 6 GB file is inherently sequential, so on a
+multi-core machine verifying one big checkpoint would use one core. ``sign``
+therefore also records the SHA-256 of every ``SHARD_SIZE`` slice of large files
+(all inside the signed statement), and ``verify`` checks those slices on every
+core at once. The whole-file digest is still signed, because that is what Git
+LFS pointers, model hubs and ``identify`` compare against.
+
+Memory stays flat: every task reads through one fixed buffer with ``preadv``/
+``readinto``; nothing ever holds a whole file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import stat as stat_mod
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import UnreadableInputError
+
+__all__ = [
+    "CHUNK_SIZE",
+    "SHARD_SIZE",
+    "FileDigest",
+    "ShardedDigest",
+    "StatCache",
+    "default_threads",
+    "hash_file",
+    "hash_files",
+    "hash_range",
+    "sharded_digests",
+]
+
+#: Read size per call: big enough to amortise syscalls, small enough for L2/L3.
+CHUNK_SIZE = 1 << 20
+#: Slices of large files that are signed separately so they verify in parallel.
+SHARD_SIZE = 64 << 20
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class FileDigest:
+    """The whole-file SHA-256 and size of one file."""
+
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShardedDigest:
+    """Whole-file digest plus the digest of every ``shard_size`` slice (may be empty)."""
+
+    sha256: str
+    size: int
+    shard_size: int
+    shards: tuple[str, ...]
+
+    @property
+    def file(self) -> FileDigest:
+        return FileDigest(self.sha256, self.size)
+
+
+def default_threads() -> int:
+    """One hashing thread per usable core (hashlib releases the GIL)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _open(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError as exc:
+        raise UnreadableInputError(str(path), "no such file") from exc
+    except OSError as exc:
+        raise UnreadableInputError(str(path), f"cannot read: {exc.strerror}") from exc
+
+
+def hash_range(
+    path: Path,
+    start: int = 0,
+    length: int | None = None,
+    *,
+    progress: Progress | None = None,
+    fd: int | None = None,
+) -> tuple[str, int]:
+    """SHA-256 of ``length`` bytes from ``start`` (to EOF when None); returns (hex, bytes read)."""
+    own = fd is None
+    handle = _open(path) if fd is None else fd
+    try:
+        h = hashlib.sha256()
+        buf = bytearray(CHUNK_SIZE)
+        view = memoryview(buf)
+        pos = start
+        remaining = length
+        total = 0
+        while remaining is None or remaining > 0:
+            want = CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining)
+            n = os.preadv(handle, [view[:want]], pos)
+            if n == 0:
+                break
+            h.update(view[:n])
+            pos += n
+            total += n
+            if remaining is not None:
+                remaining -= n
+            if progress is not None:
+                progress(n)
+        return h.hexdigest(), total
+    except OSError as exc:
+        raise UnreadableInputError(str(path), f"cannot read: {exc.strerror}") from exc
+    finally:
+        if own:
+            os.close(handle)
+
+
+def hash_file(path: str | Path, *, progress: Progress | None = None) -> FileDigest:
+    """Streaming whole-file SHA-256 (one thread)."""
+    p = Path(path)
+    digest, size = hash_range(p, progress=progress)
+    return FileDigest(digest, size)
+
+
+def _pool_map(fn: Callable[[Any], Any], items: Sequence[Any], threads: int | None) -> list[Any]:
+    workers = min(len(items), threads or default_threads())
+    if workers <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sonic-hash") as pool:
+        return list(pool.map(fn, items))
+
+
+def hash_files(
+    paths: Iterable[str | Path],
+    *,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> list[FileDigest]:
+    """Whole-file SHA-256 of many files on a thread pool; results in input order."""
+    items = [Path(p) for p in paths]
+    # Largest first so one big file does not start last and finish alone.
+    order = sorted(range(len(items)), key=lambda i: -_size_or_zero(items[i]))
+    results = _pool_map(lambda i: (i, hash_file(items[i], progress=progress)), order, threads)
+    out: list[FileDigest | None] = [None] * len(items)
+    for i, d in results:
+        out[i] = d
+    return [d for d in out if d is not None]
+
+
+def _size_or_zero(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def sharded_digests(
+    paths: Sequence[str | Path],
+    *,
+    shard_size: int | Sequence[int] = SHARD_SIZE,
+    whole: bool = True,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> list[ShardedDigest]:
+    """Shard digests of every file (and the whole-file digest when ``whole``), in parallel.
+
+    Files no larger than one shard get no shard list: their whole digest is as
+    cheap. Verification passes ``whole=False`` for files that have signed shards.
+    """
+    items = [Path(p) for p in paths]
+    sizes = [_stat_size(p) for p in items]
+    per_file = [shard_size] * len(items) if isinstance(shard_size, int) else list(shard_size)
+    tasks: list[tuple[int, int, int, int]] = []  # (file index, shard index, start, length)
+    for i, size in enumerate(sizes):
+        step = per_file[i]
+        if size > step:
+            for k, start in enumerate(range(0, size, step)):
+                tasks.append((i, k, start, min(step, size - start)))
+        if whole or size <= step:
+            tasks.append((i, -1, 0, -1))
+    tasks.sort(key=lambda t: -(sizes[t[0]] if t[3] < 0 else t[3]))
+
+    def run(task: tuple[int, int, int, int]) -> tuple[int, int, str, int]:
+        i, k, start, length = task
+        hexdigest, n = hash_range(
+            items[i], start, None if length < 0 else length, progress=progress
+        )
+        return i, k, hexdigest, n
+
+    results = _pool_map(run, tasks, threads)
+    whole_hex: dict[int, tuple[str, int]] = {}
+    shard_hex: dict[int, dict[int, str]] = {}
+    for i, k, hexdigest, n in results:
+        if k < 0:
+            whole_hex[i] = (hexdigest, n)
+        else:
+            shard_hex.setdefault(i, {})[k] = hexdigest
+    out = []
+    for i, size in enumerate(sizes):
+        shards = tuple(v for _, v in sorted(shard_hex.get(i, {}).items()))
+        digest, n = whole_hex.get(i, ("", size))
+        out.append(ShardedDigest(digest, n if i in whole_hex else size, per_file[i], shards))
+    return out
+
+
+def _stat_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError as exc:
+        raise UnreadableInputError(str(path), "no such file") from exc
+    except OSError as exc:
+        raise UnreadableInputError(str(path), f"cannot stat: {exc.strerror}") from exc
+
+
+class StatCache:
+    """(path, size, mtime_ns, ctime_ns, inode) -> digest, so unchanged files are not re-hashed.
+
+    Only for fast paths where a stale answer is harmless to trust, such as the
+    pre-commit hook and ``identify``; ``verify`` never consults it. ``ctime``
+    is part of the key because no user can set it: rewriting a file with the
+    same size and a restored mtime still changes ctime. Entries whose times are
+    within ``RACY_SECONDS`` of the moment they are stored are not kept (Git's
+    "racily clean" problem: a write in the same clock tick would look unchanged).
+    """
+
+    RACY_SECONDS = 2.0
+    VERSION = 1
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._dirty = False
+        self._entries: dict[str, list[Any]] = {}
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(self.path.read_text("utf-8"))
+            if isinstance(data, dict) and data.get("version") == self.VERSION:
+                entries = data.get("entries", {})
+                if isinstance(entries, dict):
+                    self._entries = entries
+
+    @staticmethod
+    def _key(st: os.stat_result) -> list[int]:
+        return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+    def get(self, file_path: str | Path) -> FileDigest | None:
+        p = os.path.abspath(file_path)
+        try:
+            st = os.stat(p)
+        except OSError:
+            return None
+        entry = self._entries.get(p)
+        if not entry or not stat_mod.S_ISREG(st.st_mode) or entry[:5] != self._key(st):
+            return None
+        digest = entry[5]
+        return FileDigest(digest, st.st_size) if isinstance(digest, str) else None
+
+    def put(self, file_path: str | Path, digest: FileDigest) -> None:
+        p = os.path.abspath(file_path)
+        try:
+            st = os.stat(p)
+        except OSError:
+            return
+        newest = max(st.st_mtime_ns, st.st_ctime_ns) / 1e9
+        if st.st_size != digest.size or time.time() - newest < self.RACY_SECONDS:
+            return
+        with self._lock:
+            self._entries[p] = [*self._key(st), digest.sha256]
+            self._dirty = True
+
+    def save(self) -> None:
+        """Write atomically; a cache that cannot be written is simply not kept."""
+        if not self._dirty:
+            return
+        from .fileio import atomic_write_bytes
+
+        data = json.dumps({"version": self.VERSION, "entries": self._entries}).encode()
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(self.path, data)
+            self._dirty = False

@@ -1,0 +1,123 @@
+"""``init``: draft a ``release.toml`` from the files found in a model directory.
+
+Roles are guessed from Sonic's file names (``audio2token`` is the audio encoder,
+``audio2bucket`` the motion decoder, ...), formats from file content. The
+draft is meant to be read and edited by the maintainer before signing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .bundle import TOML_NAME, list_bundle_files
+from .errors import UnreadableInputError, UsageError
+from .fileio import atomic_write_text
+from .formats import is_weight_file, sniff
+
+__all__ = ["SONIC_DATA", "guess_role", "render_release_toml", "write_release_toml"]
+
+# Sonic's checkpoints by file stem (see DESIGN.md), and the roles they fill.
+_ROLE_HINTS = (
+    ("audio2token", "audio_encoder"),
+    ("audio2bucket", "motion_decoder"),
+    ("unet", "unet"),
+    ("vae", "vae"),
+    ("image_encoder", "image_encoder"),
+    ("clip", "image_encoder"),
+    ("whisper", "whisper"),
+    ("flownet", "rife"),
+    ("rife", "rife"),
+    ("yoloface", "face_detector"),
+    ("face", "face_detector"),
+)
+
+#: Sonic's training-data assumptions (16 kHz audio on a 25 fps timeline).
+SONIC_DATA: Mapping[str, Any] = {
+    "sample_rate": 16000,
+    "fps": 25,
+    "expand_ratio": 0.5,
+    "min_resolution": 512,
+    "duration_tolerance": 0.04,
+}
+
+_FORMATS = {"safetensors": "safetensors", "pickle": "pickle", "torch-zip": "pickle", "onnx": "onnx"}
+
+
+def guess_role(rel_path: str) -> str:
+    lowered = rel_path.lower()
+    for hint, role in _ROLE_HINTS:
+        if hint in lowered:
+            return role
+    stem = Path(rel_path).stem.lower()
+    return re.sub(r"[^a-z0-9._-]+", "_", stem).strip("_.-")[:64] or "component"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # JSON string escapes are valid TOML basic strings
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _table(name: str, values: Mapping[str, Any]) -> list[str]:
+    lines = [f"[{name}]"]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+    return [*lines, ""]
+
+
+def render_release_toml(root: Path, *, model: str, version: str) -> str:
+    """The text of a draft ``release.toml`` for the weights under ``root``."""
+    from .params import SONIC_PARAMS
+
+    components: dict[str, list[tuple[str, str]]] = {}
+    for rel in list_bundle_files(root):
+        if rel == TOML_NAME or not is_weight_file(root / rel):
+            continue
+        fmt = _FORMATS.get(sniff(root / rel), "other")
+        components.setdefault(guess_role(rel), []).append((rel, fmt))
+    if not components:
+        raise UsageError(str(root), "expected weight files (.safetensors, .pth, ...), found none")
+    lines = [
+        "# Drafted by `sonic-registry init`: check every value, then `sonic-registry sign`.",
+        "",
+        *_table(
+            "release", {"model": model, "version": version, "serial": 1, "channel": "official"}
+        ),
+    ]
+    for role, files in sorted(components.items()):
+        paths = [f for f, _ in files]
+        spec: dict[str, Any] = {"path": paths[0]} if len(paths) == 1 else {"paths": paths}
+        spec |= {"format": files[0][1], "interface": f"{role}/v1"}
+        lines += _table(f"components.{role}", spec)
+    lines += _table("data", SONIC_DATA)
+    for name, spec in SONIC_PARAMS.items():
+        lines += _table(f"params.{name}", spec)
+    lines += _table("runtime", {"reference_runtime": f">={version}"})
+    return "\n".join(lines)
+
+
+def write_release_toml(root: str | Path, *, model: str = "sonic", version: str = "0.1.0") -> Path:
+    """Write ``root/release.toml``; never overwrites an existing one."""
+    base = Path(root)
+    if not base.is_dir():
+        raise UnreadableInputError(str(base), "expected a model directory")
+    target = base / TOML_NAME
+    if target.exists():
+        raise UsageError(str(target), "already exists; refusing to overwrite it")
+    text = render_release_toml(base, model=model, version=version)
+    # Parse what we wrote, so a draft never needs fixing before its first sign.
+    from .manifest import Release
+
+    Release.from_toml_dict(tomllib.loads(text), where=str(target))
+    atomic_write_text(target, text)
+    return target

@@ -1,0 +1,292 @@
+"""Keys (Ed25519, ECDSA P-256), keyids, and DSSE envelopes.
+
+A thin, tested layer over ``cryptography``: DSSE itself is a few lines (PAE +
+base64), and owning them keeps the verify path free of extra dependencies.
+Signatures always cover ``PAE(payloadType, payload)`` over the exact payload
+bytes, never re-serialised JSON, so an envelope whose JSON was pretty-printed
+or reordered still verifies, and one whose payload changed by a byte does not.
+
+    >>> pae("application/vnd.in-toto+json", b"{}")
+    b'DSSEv1 28 application/vnd.in-toto+json 2 {}'
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from .canonical import canonical_sha256, loads_strict
+from .errors import InvalidKeyError, InvalidManifest, UnreadableInputError
+from .fileio import atomic_write_bytes
+from .schema import validate
+
+__all__ = [
+    "ALGORITHMS",
+    "PAYLOAD_TYPE",
+    "Envelope",
+    "PrivateKey",
+    "PublicKey",
+    "Signature",
+    "generate_key",
+    "load_private_key",
+    "load_public_key",
+    "pae",
+    "public_key_from_pem",
+    "save_private_key",
+]
+
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+MAX_KEY_FILE = 64 * 1024
+MAX_ENVELOPE_BYTES = 64 * 1024 * 1024
+
+# CLI name -> (TUF keytype, TUF scheme)
+ALGORITHMS = {
+    "ed25519": ("ed25519", "ed25519"),
+    "ecdsa-p256": ("ecdsa", "ecdsa-sha2-nistp256"),
+}
+
+_PublicKeyTypes = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+_PrivateKeyTypes = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE pre-authentication encoding: what a signature actually covers."""
+    t = payload_type.encode("utf-8")
+    return b"DSSEv1 %d %b %d %b" % (len(t), t, len(payload), payload)
+
+
+def _algorithm_of(key: _PublicKeyTypes, where: str) -> str:
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "ed25519"
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return "ecdsa-p256"
+    raise InvalidKeyError(where, "expected an Ed25519 or ECDSA P-256 key, found another key type")
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """A verification key; ``keyid`` is the sha256 of its canonical TUF-style dict."""
+
+    key: _PublicKeyTypes
+    algorithm: str
+
+    @property
+    def keytype(self) -> str:
+        return ALGORITHMS[self.algorithm][0]
+
+    @property
+    def scheme(self) -> str:
+        return ALGORITHMS[self.algorithm][1]
+
+    def to_pem(self) -> str:
+        return self.key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode("ascii")
+
+    def to_key_dict(self) -> dict[str, Any]:
+        return {"keytype": self.keytype, "scheme": self.scheme, "keyval": {"public": self.to_pem()}}
+
+    @property
+    def keyid(self) -> str:
+        return canonical_sha256(self.to_key_dict())
+
+    def verify(self, signature: bytes, data: bytes) -> bool:
+        try:
+            if isinstance(self.key, ed25519.Ed25519PublicKey):
+                self.key.verify(signature, data)
+            else:
+                self.key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class PrivateKey:
+    """A signing key and the public key that verifies it."""
+
+    key: _PrivateKeyTypes
+    algorithm: str
+
+    @property
+    def public(self) -> PublicKey:
+        return PublicKey(self.key.public_key(), self.algorithm)
+
+    @property
+    def keyid(self) -> str:
+        return self.public.keyid
+
+    def sign(self, data: bytes) -> bytes:
+        if isinstance(self.key, ed25519.Ed25519PrivateKey):
+            return self.key.sign(data)
+        return self.key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+    def to_pem(self, passphrase: bytes | None) -> bytes:
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(passphrase)
+            if passphrase
+            else serialization.NoEncryption()
+        )
+        return self.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+        )
+
+
+def generate_key(algorithm: str = "ed25519") -> PrivateKey:
+    if algorithm == "ed25519":
+        return PrivateKey(ed25519.Ed25519PrivateKey.generate(), algorithm)
+    if algorithm == "ecdsa-p256":
+        return PrivateKey(ec.generate_private_key(ec.SECP256R1()), algorithm)
+    raise InvalidKeyError(
+        "--algorithm", f"expected one of {', '.join(ALGORITHMS)}, found {algorithm!r}"
+    )
+
+
+def save_private_key(key: PrivateKey, path: str | Path, passphrase: bytes | None) -> None:
+    """Write the private key 0600 (atomically) and the public key beside it."""
+    atomic_write_bytes(path, key.to_pem(passphrase), mode=0o600)
+
+
+def _read_key_file(path: str | Path) -> bytes:
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            data = fh.read(MAX_KEY_FILE + 1)
+    except FileNotFoundError as exc:
+        raise UnreadableInputError(str(p), "no such key file") from exc
+    except OSError as exc:
+        raise UnreadableInputError(str(p), f"cannot read key file: {exc.strerror}") from exc
+    if len(data) > MAX_KEY_FILE:
+        raise InvalidKeyError(str(p), "expected a PEM key file, found a file over 64 KiB")
+    return data
+
+
+def load_private_key(path: str | Path, passphrase: bytes | None = None) -> PrivateKey:
+    """Load a PKCS#8 PEM private key, with one clear line for each way it can fail."""
+    where = str(path)
+    data = _read_key_file(path)
+    if b"PUBLIC KEY-----" in data and b"PRIVATE KEY-----" not in data:
+        raise InvalidKeyError(where, "expected a private key, found a public key")
+    try:
+        key = serialization.load_pem_private_key(data, password=passphrase or None)
+    except TypeError as exc:
+        if passphrase:
+            raise InvalidKeyError(where, "the key is not encrypted; drop the passphrase") from exc
+        raise InvalidKeyError(
+            where, "the key is encrypted: give its passphrase (--passphrase-env VAR)"
+        ) from exc
+    except ValueError as exc:
+        if passphrase and b"ENCRYPTED" in data:
+            raise InvalidKeyError(where, "wrong passphrase") from exc
+        raise InvalidKeyError(where, "expected a PEM private key, found unparseable data") from exc
+    except UnsupportedAlgorithm as exc:
+        raise InvalidKeyError(where, "expected an Ed25519 or ECDSA P-256 key") from exc
+    if not isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
+        raise InvalidKeyError(
+            where, f"expected an Ed25519 or ECDSA P-256 key, found {type(key).__name__}"
+        )
+    return PrivateKey(key, _algorithm_of(key.public_key(), where))
+
+
+def public_key_from_pem(data: bytes, *, where: str = "") -> PublicKey:
+    if b"PRIVATE KEY-----" in data:
+        raise InvalidKeyError(where, "expected a public key, found a private key")
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise InvalidKeyError(where, "expected a PEM public key, found unparseable data") from exc
+    if not isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
+        raise InvalidKeyError(
+            where, f"expected an Ed25519 or ECDSA P-256 key, found {type(key).__name__}"
+        )
+    return PublicKey(key, _algorithm_of(key, where))
+
+
+def load_public_key(path: str | Path) -> PublicKey:
+    return public_key_from_pem(_read_key_file(path), where=str(path))
+
+
+def _b64decode(text: str, *, field: str, where: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidManifest(field, "expected base64, found invalid data", path=where) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    keyid: str
+    sig: bytes
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A DSSE envelope: the exact payload bytes and the signatures over their PAE."""
+
+    payload: bytes
+    payload_type: str = PAYLOAD_TYPE
+    signatures: tuple[Signature, ...] = ()
+
+    @property
+    def payload_digest(self) -> str:
+        """sha256 of the payload bytes: the release's manifest digest."""
+        return hashlib.sha256(self.payload).hexdigest()
+
+    def pae(self) -> bytes:
+        return pae(self.payload_type, self.payload)
+
+    def signed_by(self, key: PrivateKey) -> Envelope:
+        """A copy with ``key``'s signature added (replacing an older one by the same key)."""
+        sig = Signature(key.keyid, key.sign(self.pae()))
+        kept = tuple(s for s in self.signatures if s.keyid != key.keyid)
+        return replace(self, signatures=(*kept, sig))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "payload": base64.b64encode(self.payload).decode("ascii"),
+            "payloadType": self.payload_type,
+            "signatures": [
+                {"keyid": s.keyid, "sig": base64.b64encode(s.sig).decode("ascii")}
+                for s in self.signatures
+            ],
+        }
+
+    def to_json(self) -> bytes:
+        import json
+
+        return (json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n").encode("ascii")
+
+    @classmethod
+    def from_json(cls, data: bytes | str, *, where: str = "release.dsse.json") -> Envelope:
+        if len(data) > MAX_ENVELOPE_BYTES:
+            raise InvalidManifest(
+                "", f"envelope larger than {MAX_ENVELOPE_BYTES} bytes", path=where
+            )
+        doc = loads_strict(data, where=where)
+        validate(doc, "envelope", where=where)
+        sigs = tuple(
+            Signature(s["keyid"], _b64decode(s["sig"], field=f"signatures.{i}.sig", where=where))
+            for i, s in enumerate(doc["signatures"])
+        )
+        payload = _b64decode(doc["payload"], field="payload", where=where)
+        return cls(payload=payload, payload_type=doc["payloadType"], signatures=sigs)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Envelope:
+        p = Path(path)
+        try:
+            with p.open("rb") as fh:
+                data = fh.read(MAX_ENVELOPE_BYTES + 1)
+        except FileNotFoundError as exc:
+            raise UnreadableInputError(str(p), "no such file (run `sonic-registry sign`)") from exc
+        except OSError as exc:
+            raise UnreadableInputError(str(p), f"cannot read: {exc.strerror}") from exc
+        return cls.from_json(data, where=str(p))
