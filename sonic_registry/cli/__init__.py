@@ -18,6 +18,7 @@ _COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "keys": ("keygen",),
     "release": ("init", "sign", "verify"),
     "trust": ("trust",),
+    "oms": ("export_oms",),
 }
 
 

@@ -159,6 +159,11 @@ def sign(model_dir: Path, key_path: Path, passphrase_env: str | None, json_outpu
     is_flag=True,
     help="Do not record the serial in the trust store (rollback protection).",
 )
+@click.option(
+    "--oms",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Verify this OpenSSF model_signing signature instead (with one --public-key).",
+)
 @json_option
 @handle_errors
 def verify(
@@ -167,6 +172,7 @@ def verify(
     public_keys: tuple[Path, ...],
     allow_unsigned: bool,
     no_record: bool,
+    oms: Path | None,
     json_output: bool,
 ) -> None:
     """Verify MODEL_DIR against its signed release.dsse.json and the keys you trust.
@@ -174,6 +180,10 @@ def verify(
     Exit 0 verified, 1 verification failed (one line per problem), 2 usage or
     unreadable input. Re-hashes every byte; never unpickles anything.
     """
+    if oms is not None:
+        from .oms import run_verify_oms
+
+        return run_verify_oms(model_dir, oms, public_keys, json_output=json_output)
     from ..bundle import verify_bundle
 
     store, pinned = load_trust(trust_path, public_keys)

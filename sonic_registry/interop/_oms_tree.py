@@ -49,12 +49,16 @@ class ModelTree:
     ignored: tuple[str, ...]
 
 
-def raise_all(errors: Sequence[SonicRegistryError], message: str) -> None:
-    """Raise nothing, the one error, or all of them as a group (one line each in the CLI)."""
-    if len(errors) == 1:
-        raise errors[0]
+def raise_all(errors: Sequence[SonicRegistryError]) -> None:
+    """Raise the first problem carrying all of them (the CLI prints one line each).
+
+    One exception rather than an ExceptionGroup, as ``bundle`` does, so a plain
+    ``except VerificationError`` still catches the verdict.
+    """
     if errors:
-        raise ExceptionGroup(message, list(errors))
+        first = errors[0]
+        first.problems = tuple(errors)
+        raise first
 
 
 def _matches(name: str, patterns: Sequence[str]) -> str | None:
@@ -140,7 +144,7 @@ def scan(
                 )
 
     walk(root, "")
-    raise_all(errors, f"{root}: model directory does not match the signature")
+    raise_all(errors)
     return ModelTree(tuple(files), tuple(ignored))
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..canonical import canonical_bytes
 from ..errors import (
+    BadSignatureError,
     DigestMismatchError,
     InvalidKeyError,
     InvalidManifest,
@@ -184,7 +185,8 @@ def verify_oms(
 
     Raises :class:`UsageError` subclasses (exit 2) for unreadable or malformed
     input and :class:`VerificationError` subclasses (exit 1) for the verdict;
-    several file problems come as one ``ExceptionGroup``.
+    all file problems come
+    at once, as ``.problems`` of the one exception raised.
     """
     root = Path(model_dir)
     sig_path = Path(signature)
@@ -210,7 +212,9 @@ def verify_oms(
         )
     # Step 3: the signature covers PAE over the exact payload bytes.
     if not key.verify(bundle.signature, pae(bundle.payload_type, bundle.payload)):
-        raise UnsignedReleaseError(where, "signature does not verify with the given public key")
+        raise BadSignatureError(
+            where, "signature does not match the payload with the given public key"
+        )
 
     # Step 4: only now interpret the payload, strictly, from the signed bytes.
     statement = OmsStatement.from_payload(bundle.payload, f"{where}: payload")
@@ -279,7 +283,7 @@ def verify_oms(
                     name, f"expected sha256 {signed[name].digest}, found {actual[name]}"
                 )
             )
-    raise_all(errors, f"{root}: does not match OMS signature {where}")
+    raise_all(errors)
 
     return OmsVerification(
         model_dir=root,
@@ -396,4 +400,4 @@ def _check_exportable(tree: ModelTree, ser: Serialization) -> None:
             errors.append(
                 UsageError(f.name, "a ':' in the path cannot be named in shards serialization")
             )
-    raise_all(errors, "model cannot be exported as OMS shards")
+    raise_all(errors)

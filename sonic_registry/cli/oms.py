@@ -1,0 +1,111 @@
+"""``sonic-registry export-oms`` and the ``verify --oms`` path: OpenSSF model_signing interop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._common import emit_json, handle_errors, json_option
+from .keys import passphrase_options, read_passphrase, signing_key_option
+
+__all__ = ["export_oms", "run_verify_oms"]
+
+
+@click.command("export-oms")
+@click.argument("model_dir", type=click.Path(file_okay=False, path_type=Path))
+@signing_key_option
+@passphrase_options
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("model.sig"),
+    show_default=True,
+    help="Signature file to write (left out of the signature when inside MODEL_DIR).",
+)
+@click.option(
+    "--shard-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Sign every SIZE-byte slice instead of every file (OMS 'shards' serialization).",
+)
+@click.option(
+    "--ignore",
+    "ignore_paths",
+    multiple=True,
+    metavar="PATH",
+    help="Leave PATH (relative to MODEL_DIR) out of the signature; never a weight file.",
+)
+@click.option("--allow-symlinks", is_flag=True, help="Follow symlinks to files inside MODEL_DIR.")
+@click.option("--model-name", default=None, help="Subject name (default: the directory name).")
+@json_option
+@handle_errors
+def export_oms(
+    model_dir: Path,
+    key_path: Path,
+    passphrase_env: str | None,
+    out: Path,
+    shard_size: int | None,
+    ignore_paths: tuple[str, ...],
+    allow_symlinks: bool,
+    model_name: str | None,
+    json_output: bool,
+) -> None:
+    """Write an OpenSSF model_signing signature of MODEL_DIR (`model_signing verify key` checks it).
+
+    OMS key signatures carry only ECDSA keys: use an ecdsa-p256 key
+    (`sonic-registry keygen --algorithm ecdsa-p256`); Ed25519 keys are refused.
+    """
+    from ..interop.oms import export_oms as do_export
+
+    result = do_export(
+        model_dir,
+        key_path,
+        out,
+        passphrase=read_passphrase(passphrase_env, purpose=str(key_path)),
+        shard_size=shard_size,
+        ignore_paths=ignore_paths,
+        allow_symlinks=allow_symlinks,
+        model_name=model_name,
+    )
+    if json_output:
+        emit_json(result.to_dict())
+        return
+    click.echo(
+        f"wrote {result.out}: OMS signature of {result.model_name!r} "
+        f"({result.method} serialization, {len(result.files)} files, "
+        f"root sha256 {result.root_digest})"
+    )
+    for name in result.ignored:
+        click.echo(f"  not signed (ignored): {name}")
+
+
+@handle_errors
+def run_verify_oms(
+    model_dir: Path, oms: Path, public_keys: tuple[Path, ...], *, json_output: bool
+) -> None:
+    """``verify MODEL_DIR --oms SIG --public-key PEM``: called by the ``verify`` command."""
+    from ..errors import UsageError
+    from ..interop.oms import verify_oms
+
+    if len(public_keys) != 1:
+        raise UsageError(
+            "--public-key",
+            f"--oms needs exactly one --public-key (the ECDSA key that signed), "
+            f"found {len(public_keys)}",
+        )
+    result = verify_oms(model_dir, oms, public_keys[0])
+    if json_output:
+        emit_json(result.to_dict())
+        return
+    size = f", shard size {result.shard_size}" if result.shard_size is not None else ""
+    click.echo(
+        f"verified OMS signature {result.signature} for {result.model_name!r} "
+        f"({result.method} serialization{size}): {len(result.files)} files, "
+        f"{result.resources} digests"
+    )
+    click.echo(f"  root sha256 {result.root_digest}")
+    for name in result.files:
+        click.echo(f"  covers: {name}")
+    for name in result.ignored:
+        click.echo(f"  not covered (ignored by the signature): {name}")
