@@ -19,6 +19,8 @@ _COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "release": ("init", "sign", "verify"),
     "trust": ("trust",),
     "oms": ("export_oms",),
+    "params": ("check_params_command",),
+    "audit": ("audit",),
 }
 
 

@@ -1,0 +1,223 @@
+"""Measure how long an audio file really is, from the file itself.
+
+Sonic's ``duration`` parameter is typed in by hand and silently truncates or
+pads the video when it disagrees with the speech track, so the length is
+measured from the samples, never taken from a file name or a tag:
+
+* WAV (``RIFF....WAVE``) is read with the standard library :mod:`wave`. ``wave``
+  refuses IEEE-float and (before Python 3.12) ``WAVE_FORMAT_EXTENSIBLE`` files,
+  so for those the RIFF chunks are walked here: length = data bytes / block
+  align / sample rate. Only headers are read, never the samples.
+* Everything else (FLAC, MP3, Opus/Ogg, AAC/M4A, video containers with an audio
+  track) is decoded with PyAV (the ``audio`` extra; libav is bundled in its
+  wheels, no ``ffmpeg`` binary is needed) and the decoded samples are counted,
+  because container headers of compressed formats are often estimates.
+  AAC pads to whole 1024-sample frames, so AAC lengths can run up to one frame
+  long; FLAC, Opus and MP3 (gapless) count exactly.
+
+A missing, empty, truncated or non-audio file raises
+:class:`~sonic_registry.errors.UnreadableInputError` with one line naming the
+file and what was wrong.
+"""
+
+from __future__ import annotations
+
+import struct
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UnreadableInputError
+
+__all__ = ["AudioInfo", "measure_audio"]
+
+# WAVE format tags (mmreg.h) that carry plain samples whose length we can compute.
+_WAVE_FORMAT_PCM = 0x0001
+_WAVE_FORMAT_IEEE_FLOAT = 0x0003
+_WAVE_FORMAT_ALAW = 0x0006
+_WAVE_FORMAT_MULAW = 0x0007
+_WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+_LINEAR_TAGS = {_WAVE_FORMAT_PCM, _WAVE_FORMAT_IEEE_FLOAT, _WAVE_FORMAT_ALAW, _WAVE_FORMAT_MULAW}
+#: How many RIFF chunks we walk before giving up on a file (guards hostile inputs).
+_MAX_CHUNKS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class AudioInfo:
+    """What was measured: the length in seconds and the stream's shape."""
+
+    path: str
+    duration: float
+    sample_rate: int
+    channels: int
+    samples: int
+    codec: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "duration": self.duration,
+            "sample_rate": self.sample_rate,
+            "channels": self.channels,
+            "samples": self.samples,
+            "codec": self.codec,
+        }
+
+
+def measure_audio(path: str | Path) -> AudioInfo:
+    """Measure the audio file at ``path`` (see the module docstring for how)."""
+    p = Path(path)
+    if not p.exists():
+        raise UnreadableInputError(str(p), "no such audio file")
+    if not p.is_file():
+        raise UnreadableInputError(str(p), "not a regular file, expected an audio file")
+    try:
+        with p.open("rb") as fh:
+            head = fh.read(12)
+    except OSError as exc:
+        raise UnreadableInputError(str(p), f"cannot read: {exc.strerror or exc}") from exc
+    if not head:
+        raise UnreadableInputError(str(p), "empty file, expected audio")
+    if head[:4] in (b"RIFF", b"RIFX") and head[8:12] == b"WAVE":
+        info = _measure_wav(p)
+    else:
+        info = _measure_with_av(p)
+    if info.samples <= 0 or info.duration <= 0:
+        raise UnreadableInputError(str(p), "contains no audio samples")
+    return info
+
+
+# -- WAV ----------------------------------------------------------------------
+
+
+def _measure_wav(p: Path) -> AudioInfo:
+    try:
+        with wave.open(str(p), "rb") as w:
+            rate, channels, frames = w.getframerate(), w.getnchannels(), w.getnframes()
+            width = w.getsampwidth()
+    except (wave.Error, EOFError):
+        # float, extensible or RIFX files: wave refuses them, the chunks are simple.
+        return _measure_riff(p)
+    except OSError as exc:
+        raise UnreadableInputError(str(p), f"cannot read: {exc.strerror or exc}") from exc
+    if rate <= 0:
+        raise UnreadableInputError(str(p), f"WAV header: sample rate {rate}, expected > 0")
+    # ``wave`` trusts the data chunk's declared size; a file cut short in transfer
+    # would then look longer than it is, so count what is actually on disk.
+    frames = min(frames, _wav_frames_on_disk(p, channels * width, declared=frames))
+    return AudioInfo(str(p), frames / rate, rate, channels, frames, f"pcm_s{width * 8}")
+
+
+def _wav_frames_on_disk(p: Path, block_align: int, *, declared: int) -> int:
+    chunks = _riff_chunks(p)
+    data = chunks.get(b"data")
+    if data is None or block_align <= 0:
+        return declared
+    offset, size = data
+    available = max(0, p.stat().st_size - offset)
+    return min(size, available) // block_align
+
+
+def _riff_chunks(p: Path) -> dict[bytes, tuple[int, int]]:
+    """Map chunk id -> (offset of its body, declared size); first occurrence wins."""
+    chunks: dict[bytes, tuple[int, int]] = {}
+    try:
+        with p.open("rb") as fh:
+            riff = fh.read(12)
+            endian = ">" if riff[:4] == b"RIFX" else "<"
+            file_size = p.stat().st_size
+            pos = 12
+            for _ in range(_MAX_CHUNKS):
+                fh.seek(pos)
+                header = fh.read(8)
+                if len(header) < 8:
+                    break
+                cid = header[:4]
+                (size,) = struct.unpack(endian + "I", header[4:])
+                chunks.setdefault(cid, (pos + 8, size))
+                if cid == b"data":
+                    # The data chunk is the one we need; a streaming writer may
+                    # have left its size as 0 or 0xFFFFFFFF, so stop here.
+                    if size in (0, 0xFFFFFFFF):
+                        chunks[cid] = (pos + 8, file_size - pos - 8)
+                    break
+                pos += 8 + size + (size & 1)  # chunks are padded to even sizes
+    except OSError as exc:
+        raise UnreadableInputError(str(p), f"cannot read: {exc.strerror or exc}") from exc
+    return chunks
+
+
+def _measure_riff(p: Path) -> AudioInfo:
+    chunks = _riff_chunks(p)
+    if b"fmt " not in chunks:
+        raise UnreadableInputError(str(p), "WAV file has no 'fmt ' chunk (corrupt header)")
+    if b"data" not in chunks:
+        raise UnreadableInputError(str(p), "WAV file has no 'data' chunk (truncated?)")
+    fmt_off, fmt_size = chunks[b"fmt "]
+    with p.open("rb") as fh:
+        endian = ">" if fh.read(4) == b"RIFX" else "<"
+        fh.seek(fmt_off)
+        fmt = fh.read(min(fmt_size, 64))
+    if len(fmt) < 16:
+        raise UnreadableInputError(str(p), f"WAV 'fmt ' chunk is {len(fmt)} bytes, expected >= 16")
+    tag, channels, rate, _byte_rate, block_align, bits = struct.unpack(endian + "HHIIHH", fmt[:16])
+    if tag == _WAVE_FORMAT_EXTENSIBLE and len(fmt) >= 26:
+        # WAVEFORMATEXTENSIBLE: the real format tag is the first two bytes of the
+        # SubFormat GUID, at offset 24.
+        (tag,) = struct.unpack(endian + "H", fmt[24:26])
+    if tag not in _LINEAR_TAGS:
+        raise UnreadableInputError(
+            str(p), f"WAV format tag 0x{tag:04x} is compressed; convert to PCM or FLAC"
+        )
+    if rate <= 0 or channels <= 0 or block_align <= 0:
+        raise UnreadableInputError(
+            str(p),
+            f"WAV header: rate {rate}, channels {channels}, block align {block_align}; "
+            "expected all > 0",
+        )
+    data_off, data_size = chunks[b"data"]
+    available = max(0, p.stat().st_size - data_off)
+    frames = min(data_size, available) // block_align
+    kind = "f" if tag == _WAVE_FORMAT_IEEE_FLOAT else "s"
+    return AudioInfo(str(p), frames / rate, rate, channels, frames, f"pcm_{kind}{bits}")
+
+
+# -- everything else, through PyAV --------------------------------------------
+
+
+def _measure_with_av(p: Path) -> AudioInfo:
+    try:
+        import av
+    except ImportError as exc:  # pragma: no cover - the audio extra is missing
+        raise UnreadableInputError(
+            str(p),
+            "not a WAV file; reading other audio formats needs PyAV "
+            "(pip install 'sonic-registry[audio]')",
+        ) from exc
+    try:
+        with av.open(str(p), mode="r") as container:
+            if not container.streams.audio:
+                raise UnreadableInputError(str(p), "no audio stream (not an audio file?)")
+            stream = container.streams.audio[0]
+            samples = 0
+            rate = 0
+            for frame in container.decode(stream):
+                samples += frame.samples
+                rate = rate or frame.sample_rate
+            rate = rate or int(stream.rate or 0)
+            channels = int(stream.channels or 0)
+            codec = str(stream.codec_context.name)
+    except UnreadableInputError:
+        raise
+    except (av.FFmpegError, ValueError, UnicodeDecodeError) as exc:
+        raise UnreadableInputError(str(p), f"not a readable audio file: {_av_reason(exc)}") from exc
+    except OSError as exc:
+        raise UnreadableInputError(str(p), f"cannot read: {exc.strerror or exc}") from exc
+    if rate <= 0:
+        raise UnreadableInputError(str(p), "audio stream has no sample rate")
+    return AudioInfo(str(p), samples / rate, rate, channels, samples, codec)
+
+
+def _av_reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return str(text).splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,95 @@
+"""``sonic-registry check-params``: judge generation parameters against a verified release."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ._common import emit_json, handle_errors, json_option
+from .release import load_trust, trust_options
+
+__all__ = ["check_params_command"]
+
+
+@click.command("check-params")
+@click.option(
+    "--release",
+    "release_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Model directory with a signed release.dsse.json; it is verified first.",
+)
+@trust_options
+@click.option(
+    "--allow-unsigned",
+    is_flag=True,
+    help="Accept a release no trusted key signed (its ranges are then unverified).",
+)
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A parameter value, e.g. --set inference_steps=25; repeatable.",
+)
+@click.option(
+    "--audio",
+    type=click.Path(path_type=Path),
+    help="The driving audio file; its length is measured from the samples.",
+)
+@click.option("--duration", help="Requested video length in seconds; must match --audio.")
+@json_option
+@handle_errors
+def check_params_command(
+    release_dir: Path,
+    trust_path: Path | None,
+    public_keys: tuple[Path, ...],
+    allow_unsigned: bool,
+    assignments: tuple[str, ...],
+    audio: Path | None,
+    duration: str | None,
+    json_output: bool,
+) -> None:
+    """Check parameters against the ranges the release was validated on.
+
+    Inside the recommended range: ok. Inside the allowed range: a warning that
+    names the risk. Outside: an error (exit 1). --duration must equal the
+    length of --audio within the release's tolerance. Unknown names, wrong
+    types, NaN/inf and unreadable audio are usage errors (exit 2).
+    """
+    from ..bundle import verify_bundle
+    from ..errors import UsageError
+    from ..params import check_params, parse_assignment
+
+    params: dict[str, object] = {}
+    for text in assignments:
+        name, value = parse_assignment(text)
+        if name in params:
+            raise UsageError("--set", f"{name} given twice")
+        params[name] = value
+    # The ranges are only as good as the signature over them: verify first,
+    # without recording the serial (a check is not an install).
+    store, pinned = load_trust(trust_path, public_keys)
+    verified = verify_bundle(
+        release_dir,
+        store,
+        public_keys=pinned,
+        allow_unsigned=allow_unsigned,
+        record_serial=False,
+    )
+    report = check_params(verified.release, params, audio=audio, duration=duration)
+    code = 0 if report.ok else 1
+    if json_output:
+        emit_json({**report.to_dict(), "exit_code": code, "channel": verified.channel})
+    else:
+        if verified.channel != "official":
+            click.echo(f"note: {report.release_id} is {verified.channel} (non-official)", err=True)
+        for item in report.items:
+            click.echo(f"{item.status}: {item.message}")
+        click.echo(
+            f"{report.release_id}: {len(report.items) - len(report.warnings) - len(report.errors)}"
+            f" ok, {len(report.warnings)} warning(s), {len(report.errors)} error(s)"
+        )
+    sys.exit(code)

@@ -1,0 +1,399 @@
+"""Validated parameter ranges: ok, warning (names the risk) or error, and duration vs audio.
+
+Each release signs the ranges its model was validated on (``Release.params``,
+see ``docs/formats.md``). A value is
+
+* **ok** inside ``recommended``;
+* a **warning** inside ``allowed`` but outside ``recommended``, naming the risk
+  (the range's ``below`` or ``above`` text): the run is possible, the result is
+  worse in a known way;
+* an **error** outside ``allowed``: the release does not vouch for it.
+
+``duration`` is special: Sonic cuts or pads the video to it, so it must equal the
+length of the audio, measured from the file (:mod:`sonic_registry.audio`),
+within the release's ``duration_tolerance`` (default 0.04 s, one frame at 25 fps).
+
+Malformed input is not a verdict but a usage error (exit 2): unknown names
+(with the closest known one suggested), wrong types, NaN/inf, non-positive
+durations, unreadable audio.
+
+    >>> from sonic_registry.manifest import ParamRange
+    >>> steps = ParamRange("inference_steps", "int", (20, 30), (15, 100),
+    ...                    below="below 20 steps the video gets blurry")
+    >>> classify(steps, 17).message
+    'inference_steps=17 is below the recommended 20..30: below 20 steps the video gets blurry'
+    >>> classify(steps, 12).status
+    'error'
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from .errors import UsageError, VerificationError
+from .manifest import ParamRange, Release
+
+if TYPE_CHECKING:
+    from .audio import AudioInfo
+
+__all__ = [
+    "DURATION",
+    "SONIC_PARAMS",
+    "ParamCheck",
+    "ParameterRangeError",
+    "Report",
+    "Status",
+    "check_params",
+    "classify",
+    "coerce_value",
+    "parse_assignment",
+]
+
+Status = Literal["ok", "warning", "error"]
+#: The parameter compared against the measured audio length instead of a range.
+DURATION = "duration"
+
+#: Sonic's validated ranges, in the shape of ``release.toml``'s ``[params]`` table.
+#: ``sonic-registry init`` writes these into new manifests; bounds are inclusive.
+SONIC_PARAMS: dict[str, dict[str, Any]] = {
+    "inference_steps": {
+        "type": "int",
+        "recommended": [20, 30],
+        "allowed": [15, 100],
+        "below": "below 20 steps the video gets blurry (below 15 it is unusable)",
+        "above": "above 30 steps costs time for no visible gain",
+    },
+    "dynamic_scale": {
+        "type": "float",
+        "recommended": [1.0, 1.2],
+        "allowed": [0.8, 1.3],
+        "below": "below 1.0 facial expressions look muted",
+        "above": "above 1.2 expressions look exaggerated (above 1.3 grotesque)",
+    },
+    "motion_scale": {
+        "type": "float",
+        "recommended": [1.0, 1.1],
+        "allowed": [0.8, 1.2],
+        "below": "below 1.0 the head looks stiff",
+        "above": "above 1.1 the head starts to jitter (above 1.2 it jitters badly)",
+    },
+    "min_resolution": {
+        "type": "int",
+        "recommended": [768, 1536],
+        "allowed": [512, 2048],
+        "below": "below 768 fine facial detail is softened (below 512 it is lost)",
+        "above": "above 1536 memory grows fast and the model saw no such sizes in training",
+    },
+    "fps": {
+        "type": "int",
+        "recommended": [25, 25],
+        "allowed": [24, 30],
+        "below": "the model was trained on a 25 fps timeline; other rates drift lip sync",
+        "above": "the model was trained on a 25 fps timeline; other rates drift lip sync",
+    },
+    "seed": {
+        "type": "int",
+        "recommended": [0, 4294967295],
+        "allowed": [0, 4294967295],
+        "below": "seeds are unsigned 32-bit integers",
+        "above": "seeds are unsigned 32-bit integers",
+    },
+    "expand_ratio": {
+        "type": "float",
+        "recommended": [0.4, 0.6],
+        "allowed": [0.2, 1.0],
+        "below": "a tighter face crop than training (0.5) cuts off chin and hair",
+        "above": "a looser face crop than training (0.5) makes the face small and soft",
+    },
+}
+
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+
+
+class ParameterRangeError(VerificationError):
+    """A parameter lies outside the range the release was validated on.
+
+    Raised by :meth:`Report.raise_for_errors` for callers (the runtime) that
+    want an exception rather than a report.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class ParamCheck:
+    """The verdict on one parameter."""
+
+    name: str
+    value: float | int
+    status: Status
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "value": self.value,
+            "status": self.status,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Every parameter's verdict, in the order they were given (duration last)."""
+
+    release_id: str
+    items: tuple[ParamCheck, ...]
+    audio: AudioInfo | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is outside the allowed ranges (warnings are fine)."""
+        return not self.errors
+
+    @property
+    def warnings(self) -> tuple[ParamCheck, ...]:
+        return tuple(i for i in self.items if i.status == "warning")
+
+    @property
+    def errors(self) -> tuple[ParamCheck, ...]:
+        return tuple(i for i in self.items if i.status == "error")
+
+    def raise_for_errors(self) -> None:
+        """Raise :class:`ParameterRangeError` naming every error, if there is one."""
+        if self.errors:
+            raise ParameterRangeError(self.release_id, "; ".join(e.message for e in self.errors))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "release": self.release_id,
+            "items": [i.to_dict() for i in self.items],
+            "warnings": len(self.warnings),
+            "errors": len(self.errors),
+            "audio": self.audio.to_dict() if self.audio else None,
+        }
+
+
+# -- one value ------------------------------------------------------------------
+
+
+def _fmt(value: float) -> str:
+    """Numbers as Python's shortest round-trip form: 20, 1.0, 1.25."""
+    return str(value)
+
+
+def _span(bounds: tuple[float, float]) -> str:
+    return f"{_fmt(bounds[0])}..{_fmt(bounds[1])}"
+
+
+def classify(spec: ParamRange, value: float) -> ParamCheck:
+    """Classify an already type-checked value against its range (bounds inclusive)."""
+    shown = f"{spec.name}={_fmt(value)}"
+    allowed, recommended = spec.allowed, spec.recommended
+    low_risk = spec.below or "outside the validated range"
+    high_risk = spec.above or "outside the validated range"
+    # Step 1: outside allowed is an error; the release does not vouch for the value.
+    if allowed is not None and value < allowed[0]:
+        return ParamCheck(
+            spec.name,
+            value,
+            "error",
+            f"{shown} is below the allowed {_span(allowed)}: {low_risk}",
+        )
+    if allowed is not None and value > allowed[1]:
+        return ParamCheck(
+            spec.name,
+            value,
+            "error",
+            f"{shown} is above the allowed {_span(allowed)}: {high_risk}",
+        )
+    # Step 2: allowed but not recommended is a warning that names the risk.
+    if recommended is not None and value < recommended[0]:
+        return ParamCheck(
+            spec.name,
+            value,
+            "warning",
+            f"{shown} is below the recommended {_span(recommended)}: {low_risk}",
+        )
+    if recommended is not None and value > recommended[1]:
+        return ParamCheck(
+            spec.name,
+            value,
+            "warning",
+            f"{shown} is above the recommended {_span(recommended)}: {high_risk}",
+        )
+    where = f"inside the recommended {_span(recommended)}" if recommended else "accepted"
+    return ParamCheck(spec.name, value, "ok", f"{shown} is {where}")
+
+
+def coerce_value(name: str, type_: str, raw: object) -> float | int:
+    """Turn ``raw`` (a number, or text from ``--set``) into a value of ``type_``.
+
+    Wrong types, NaN and infinities are usage errors: they are not a value the
+    range can judge.
+
+    >>> coerce_value("inference_steps", "int", "25")
+    25
+    >>> coerce_value("inference_steps", "int", "2.5")
+    Traceback (most recent call last):
+    ...
+    sonic_registry.errors.UsageError: inference_steps: expected an integer, found '2.5'
+    """
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise UsageError(name, f"expected a number, found {type(raw).__name__} {raw!r}")
+    if type_ == "int":
+        if isinstance(raw, str):
+            if not _INT_TEXT.fullmatch(raw.strip()):
+                raise UsageError(name, f"expected an integer, found {raw!r}")
+            return int(raw)
+        if isinstance(raw, float):
+            if not math.isfinite(raw):
+                raise UsageError(name, f"expected a finite integer, found {raw!r}")
+            if not raw.is_integer():
+                raise UsageError(name, f"expected an integer, found {raw!r}")
+            return int(raw)
+        return raw
+    if isinstance(raw, str):
+        try:
+            value = float(raw)
+        except ValueError:
+            raise UsageError(name, f"expected a number, found {raw!r}") from None
+    else:
+        value = float(raw)
+    if not math.isfinite(value):
+        raise UsageError(name, f"expected a finite number, found {raw!r}")
+    return value
+
+
+def parse_assignment(text: str) -> tuple[str, str]:
+    """Split ``name=value`` from ``--set``.
+
+    >>> parse_assignment("dynamic_scale=1.1")
+    ('dynamic_scale', '1.1')
+    """
+    name, sep, value = text.partition("=")
+    name, value = name.strip(), value.strip()
+    if not sep or not name or not value:
+        raise UsageError("--set", f"expected name=value, found {text!r}")
+    return name, value
+
+
+def _unknown(name: str, known: list[str]) -> UsageError:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    listed = ", ".join(sorted(known)) or "none"
+    return UsageError(name, f"unknown parameter (known: {listed}){hint}")
+
+
+# -- duration -------------------------------------------------------------------
+
+
+def _check_duration(release: Release, requested: float, info: AudioInfo) -> ParamCheck:
+    tolerance = release.duration_tolerance
+    measured = info.duration
+    use = f"{measured:.3f}"
+    if abs(requested - measured) <= tolerance + 1e-9:
+        return ParamCheck(
+            DURATION,
+            requested,
+            "ok",
+            f"duration={_fmt(requested)} matches the audio length {use} s of {info.path} "
+            f"(tolerance {_fmt(tolerance)} s)",
+        )
+    return ParamCheck(
+        DURATION,
+        requested,
+        "error",
+        f"duration={_fmt(requested)} does not match the audio length {use} s measured from "
+        f"{info.path} (tolerance {_fmt(tolerance)} s); use duration={use}",
+    )
+
+
+# -- the whole set ------------------------------------------------------------
+
+
+def check_params(
+    release: Release,
+    params: Mapping[str, object],
+    *,
+    audio: str | Path | AudioInfo | None = None,
+    duration: float | str | None = None,
+) -> Report:
+    """Check ``params`` against ``release``'s signed ranges (and duration vs audio).
+
+    ``params`` values may be numbers or the text of ``--set``; ``duration`` may
+    be given either as a keyword or as ``params["duration"]``. With ``audio``
+    but no duration, the measured length is reported (status ok) so the caller
+    learns the value to use. A duration without audio cannot be checked and is
+    a usage error. Raises :class:`UsageError` for malformed input; range
+    verdicts are in the returned :class:`Report`.
+    """
+    from .audio import AudioInfo, measure_audio
+
+    known = [*release.params, DURATION]
+    items: list[ParamCheck] = []
+    problems: list[UsageError] = []
+    requested: float | None = None
+    # Step 1: every name is known and every value has the declared type.
+    for name, raw in params.items():
+        try:
+            if name == DURATION and DURATION not in release.params:
+                requested = _duration_value(raw, requested)
+                continue
+            spec = release.params.get(name)
+            if spec is None:
+                raise _unknown(name, known)
+            items.append(classify(spec, coerce_value(name, spec.type, raw)))
+        except UsageError as exc:
+            problems.append(exc)
+    if duration is not None:
+        try:
+            requested = _duration_value(duration, requested)
+        except UsageError as exc:
+            problems.append(exc)
+    # Step 2: the audio is measured before any verdict, so an unreadable file is
+    # reported together with the other input problems.
+    info: AudioInfo | None = None
+    if isinstance(audio, AudioInfo):
+        info = audio
+    elif audio is not None:
+        try:
+            info = measure_audio(audio)
+        except UsageError as exc:
+            problems.append(exc)
+    elif requested is not None:
+        problems.append(
+            UsageError(DURATION, "cannot check a duration without the audio file (give audio=)")
+        )
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise ExceptionGroup("invalid parameters", problems)
+    # Step 3: the duration must match the measured audio length.
+    if info is not None and requested is not None:
+        items.append(_check_duration(release, requested, info))
+    elif info is not None:
+        items.append(
+            ParamCheck(
+                DURATION,
+                info.duration,
+                "ok",
+                f"audio {info.path} is {info.duration:.3f} s long; "
+                f"use duration={info.duration:.3f}",
+            )
+        )
+    return Report(release.release_id, tuple(items), info)
+
+
+def _duration_value(raw: object, already: float | None) -> float:
+    value = coerce_value(DURATION, "float", raw)
+    if value <= 0:
+        raise UsageError(DURATION, f"expected a positive number of seconds, found {raw!r}")
+    if already is not None and already != value:
+        raise UsageError(DURATION, f"given twice with different values: {already} and {value}")
+    return float(value)
