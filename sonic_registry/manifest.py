@@ -63,7 +63,7 @@ def check_relative_path(name: str, *, field: str, path: str = "") -> str:
     >>> check_relative_path("../x", field="path")
     Traceback (most recent call last):
     ...
-    sonic_registry.errors.InvalidManifest: path: expected a relative path inside the bundle, found '../x'
+    sonic_registry.errors.InvalidManifest: path: expected a path inside the bundle, found '../x'
     """
     pure = PurePosixPath(name)
     bad = (
@@ -77,7 +77,7 @@ def check_relative_path(name: str, *, field: str, path: str = "") -> str:
     )
     if bad:
         raise InvalidManifest(
-            field, f"expected a relative path inside the bundle, found {name!r}", path=path
+            field, f"expected a path inside the bundle, found {name!r}", path=path
         )
     return name
 

@@ -1,0 +1,59 @@
+"""Sign and verify real bundles: the happy paths, threshold signing, channels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sonic_registry.bundle import sign_bundle, verify_bundle
+from sonic_registry.errors import ThresholdNotMetError
+from sonic_registry.signing import Envelope
+from sonic_registry.trust import TrustStore
+
+
+def test_signed_bundle_verifies_with_pinned_key(make_bundle, official_key) -> None:
+    root = make_bundle()
+    verified = verify_bundle(root, public_keys=[official_key.private.public])
+    assert verified.release.release_id == "sonic@1.3.0#1"
+    assert verified.channel == "official"
+    assert set(verified.files) == {
+        "audio2token.safetensors",
+        "audio2bucket.safetensors",
+        "unet.safetensors",
+        "release.toml",
+    }
+
+
+def test_trust_store_labels_community_release(make_bundle, community_key, trust_file) -> None:
+    root = make_bundle(channel="community", key=community_key)
+    verified = verify_bundle(root, trust_file)
+    assert verified.channel == "community"
+    assert verified.signers == ("community",)
+
+
+def test_official_claim_signed_by_community_key_is_refused(
+    make_bundle, community_key, trust_file
+) -> None:
+    root = make_bundle(channel="official", key=community_key)
+    with pytest.raises(ThresholdNotMetError, match="official release needs 1 official signature"):
+        verify_bundle(root, trust_file)
+
+
+def test_second_key_adds_signature_to_same_envelope(
+    make_bundle, make_key, official_key, trust_file, tmp_path: Path
+) -> None:
+    second = make_key("second")
+    root = make_bundle()
+    before = Envelope.load(root / "release.dsse.json")
+    _, envelope, added = sign_bundle(root, second.private)
+    assert added
+    assert envelope.payload == before.payload
+    assert {s.keyid for s in envelope.signatures} == {official_key.keyid, second.keyid}
+    store = (
+        TrustStore.load(trust_file)
+        .with_key(second.private.public, ["official"], name="second")
+        .with_threshold("official", 2)
+    )
+    verified = verify_bundle(root, store)
+    assert verified.signers == ("official", "second")
