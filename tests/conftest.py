@@ -112,10 +112,16 @@ def release_toml(
         'above = "above 1.2 expressions look exaggerated"',
         "",
         "[runtime]",
-        f'reference_runtime = "{runtime or f">={version[:3]},<{version[0]}.{int(version[2]) + 1}"}"',
+        f'reference_runtime = "{runtime or _runtime_spec(version)}"',
         "",
     ]
     return "\n".join(lines) + extra
+
+
+def _runtime_spec(version: str) -> str:
+    """Releases x.y.* need reference_runtime >=x.y,<x.(y+1)."""
+    major, minor = version.split(".")[:2]
+    return f">={major}.{minor},<{major}.{int(minor) + 1}"
 
 
 @dataclass(frozen=True)
