@@ -204,10 +204,18 @@ def build_statement(release: Release, files: Mapping[str, SubjectDigest]) -> dic
 
 
 def _digest_bundle(
-    root: Path, names: Sequence[str], progress: Progress | None, threads: int | None
+    root: Path,
+    names: Sequence[str],
+    progress: Progress | None,
+    threads: int | None,
+    shard_size: int,
 ) -> dict[str, SubjectDigest]:
     digests = sharded_digests(
-        [root / n for n in names], whole=True, threads=threads, progress=progress
+        [root / n for n in names],
+        shard_size=shard_size,
+        whole=True,
+        threads=threads,
+        progress=progress,
     )
     return {
         n: SubjectDigest(d.sha256, d.size, d.shard_size, d.shards)
@@ -222,6 +230,7 @@ def sign_bundle(
     progress: Progress | None = None,
     threads: int | None = None,
     now: datetime | None = None,
+    shard_size: int = SHARD_SIZE,
 ) -> tuple[Path, Envelope, bool]:
     """Sign ``root/release.toml`` + every file; returns (path, envelope, added_to_existing).
 
@@ -259,7 +268,8 @@ def sign_bundle(
                     f"expected a file in the bundle, found no {name!r}",
                     path=str(base / TOML_NAME),
                 )
-    statement = build_statement(release, _digest_bundle(base, names, progress, threads))
+    digests = _digest_bundle(base, names, progress, threads, shard_size)
+    statement = build_statement(release, digests)
     payload = canonical_bytes(statement)
 
     added = False
@@ -458,6 +468,7 @@ def _check_files(
     problems: list[SonicRegistryError] = []
     real_root = os.path.realpath(root)
     present: list[str] = []
+    resolved: list[str] = []
     # Step 6: every listed path stays inside the root and is a regular file of
     # the signed size. Sizes are compared before any byte is hashed.
     for name, subject in sorted(subjects.items()):
@@ -473,11 +484,12 @@ def _check_files(
             )
             continue
         present.append(name)
+        resolved.append(real)  # hash the confined target itself, not the link
 
     # Step 7: hash what is left, in parallel: signed shards for big files
     # (every core busy even on one file), whole-file digests for the rest.
     digests = sharded_digests(
-        [root / n for n in present],
+        resolved,
         # a subject signed without shards is hashed whole, whatever its size
         shard_size=[
             subjects[n].shard_size if subjects[n].shards else subjects[n].size + 1 for n in present
