@@ -15,7 +15,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from click.testing import CliRunner
@@ -44,7 +44,8 @@ from sonic_registry.interop._oms_format import (
 from sonic_registry.interop.oms import export_oms, key_hint, verify_oms
 from sonic_registry.signing import PAYLOAD_TYPE, PrivateKey, pae
 
-from conftest import Keys
+if TYPE_CHECKING:
+    from conftest import Keys
 
 BIN = Path(sys.executable).parent
 MODEL_SIGNING = BIN / "model_signing"
@@ -330,7 +331,7 @@ def test_ignore_paths_cannot_hide_weights(tmp_path: Path, ec_key: Keys) -> None:
         b"".join(bytes.fromhex(r["digest"]) for r in statement["predicate"]["resources"])
     ).hexdigest()
     sig = _sign_payload(json.dumps(statement).encode(), ec_key.private, tmp_path / "b.sig")
-    with pytest.raises(UnlistedFileError, match="sub/audio2token.bin: weight file excluded"):
+    with pytest.raises(UnlistedFileError, match=r"sub/audio2token\.bin: weight file excluded"):
         verify_oms(root, sig, ec_key.pub_path)
 
     # "." would exclude everything: model_signing then verifies any directory.
@@ -357,7 +358,7 @@ def test_ignore_paths_cannot_hide_weights(tmp_path: Path, ec_key: Keys) -> None:
 def test_symlinks(tmp_path: Path, ec_key: Keys) -> None:
     root = _model(tmp_path / "m")
     (root / "alias.safetensors").symlink_to("unet.safetensors")
-    with pytest.raises(UnsafePathError, match="alias.safetensors: is a symlink"):
+    with pytest.raises(UnsafePathError, match=r"alias\.safetensors: is a symlink"):
         export_oms(root, ec_key.key_path, tmp_path / "m.sig")
     sig = tmp_path / "m.sig"
     export_oms(root, ec_key.key_path, sig, allow_symlinks=True)
