@@ -1,0 +1,234 @@
+"""Turn a pickle checkpoint (``.pth``/``.pt``/``.ckpt``) into safetensors, safely.
+
+A pickle is a program: loading it with plain ``torch.load`` runs whatever code
+it names. The conversion therefore uses torch's ``weights_only`` unpickler,
+which only rebuilds tensors and plain containers and refuses every other
+global, and accepts the result only if it is a mapping of names to tensors
+(optionally the sub-mapping named by ``key``, such as ``state_dict``). The
+output's ``__metadata__`` records the source's file name, size and SHA-256 so a
+signed safetensors file can always be traced back to the pickle it came from.
+
+Zip-format checkpoints (``torch.save`` since 1.6) are memory-mapped, so peak
+memory stays near one copy of the tensors. The source is opened once and its
+identity (inode, size, mtime, ctime) is compared before and after, so the
+digest recorded is the digest of the bytes that were converted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .digest import FileDigest
+from .errors import UnreadableInputError, UsageError
+from .formats import sniff
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = ["ConvertResult", "convert_checkpoint"]
+
+_READ = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ConvertResult:
+    """What was converted: the source's digest, the output path and its tensor count."""
+
+    source: Path
+    source_digest: FileDigest
+    output: Path
+    tensors: int
+    metadata: Mapping[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": str(self.source),
+            "source_sha256": self.source_digest.sha256,
+            "source_size": self.source_digest.size,
+            "output": str(self.output),
+            "tensors": self.tensors,
+            "metadata": dict(self.metadata),
+        }
+
+
+def _import_torch() -> Any:
+    try:
+        import torch
+    except ImportError as exc:
+        raise UsageError("convert", "needs torch: pip install 'sonic-registry[runtime]'") from exc
+    return torch
+
+
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _hash_fd(fd: int) -> FileDigest:
+    h = hashlib.sha256()
+    buf = bytearray(_READ)
+    view = memoryview(buf)
+    pos = 0
+    while n := os.preadv(fd, [view], pos):
+        h.update(view[:n])
+        pos += n
+    return FileDigest(h.hexdigest(), pos)
+
+
+def _reason(exc: BaseException) -> str:
+    """The informative line of torch's (long, multi-paragraph) unpickling error."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("Unsupported") or "WeightsUnpickler error: " in line:
+            tail = line.partition("WeightsUnpickler error: ")[2] or line
+            if tail.strip():
+                return tail.strip()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _same_file(fd: int, src: Path) -> str:
+    """A name for the very file behind ``fd`` (Linux), so torch cannot open a swapped one."""
+    proc = f"/proc/self/fd/{fd}"
+    return proc if os.path.exists(proc) else str(src)
+
+
+def _select(obj: Any, key: str | None, where: str) -> Mapping[str, Any]:
+    if key is not None:
+        for part in key.split("."):
+            if not isinstance(obj, Mapping) or part not in obj:
+                raise UsageError(f"{where}: {key}", "no such entry in the checkpoint")
+            obj = obj[part]
+    if not isinstance(obj, Mapping):
+        raise UsageError(
+            where, f"expected a mapping of names to tensors, found {type(obj).__name__}"
+        )
+    return obj
+
+
+def _tensors_only(obj: Mapping[str, Any], key: str | None, where: str) -> dict[str, torch.Tensor]:
+    tensor_type = _import_torch().Tensor
+    out: dict[str, torch.Tensor] = {}
+    nested = [k for k, v in obj.items() if isinstance(v, Mapping)]
+    for name, value in obj.items():
+        if not isinstance(name, str):
+            raise UsageError(where, f"expected string tensor names, found {name!r}")
+        if not isinstance(value, tensor_type):
+            hint = f" (pick the tensors with --key {nested[0]})" if nested and key is None else ""
+            raise UsageError(
+                f"{where}: {name}",
+                f"expected only tensors, found {type(value).__name__}{hint}",
+            )
+        out[name] = value
+    if not out:
+        raise UsageError(where, "the checkpoint holds no tensors")
+    return out
+
+
+def _detach(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Contiguous CPU tensors, with storage shared between two names un-shared."""
+    seen: set[tuple[int, int]] = set()
+    out = {}
+    for name, t in tensors.items():
+        t = t.detach().cpu()
+        storage = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
+        if storage in seen and t.numel():
+            t = t.clone()
+        seen.add(storage)
+        out[name] = t.contiguous()
+    return out
+
+
+def convert_checkpoint(
+    source: str | Path,
+    output: str | Path,
+    *,
+    key: str | None = None,
+    overwrite: bool = False,
+) -> ConvertResult:
+    """Convert ``source`` (a pickle checkpoint) to the safetensors file ``output``.
+
+    Raises :class:`UsageError` (exit 2) when the source is missing, not a
+    pickle checkpoint, holds anything but tensors, or asks the unpickler for
+    code; the output is written atomically and never half-written.
+    """
+    src = Path(source)
+    dst = Path(output)
+    where = str(src)
+    torch = _import_torch()
+    if dst.exists() and not overwrite:
+        raise UsageError(str(dst), "already exists (pass --force to replace it)")
+    try:
+        fd = os.open(src, os.O_RDONLY)
+    except FileNotFoundError as exc:
+        raise UnreadableInputError(where, "no such file") from exc
+    except OSError as exc:
+        raise UnreadableInputError(where, f"cannot read: {exc.strerror}") from exc
+    try:
+        before = os.fstat(fd)
+        # Step 1: decide by content. Only pickles need converting, and only
+        # torch's zip format can be memory-mapped.
+        kind = sniff(src)
+        if kind not in ("pickle", "torch-zip"):
+            raise UsageError(where, f"expected a pickle checkpoint (.pth/.pt/.ckpt), found {kind}")
+        if _identity(os.stat(src)) != _identity(before):
+            raise UnreadableInputError(where, "changed while being opened")
+        # Step 2: rebuild through the weights-only unpickler; no other code can run.
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # protocol notices are not the user's problem
+                loaded = torch.load(
+                    _same_file(fd, src),
+                    map_location="cpu",
+                    weights_only=True,
+                    mmap=kind == "torch-zip",
+                )
+        except Exception as exc:  # torch raises UnpicklingError, RuntimeError, ...
+            reason = _reason(exc)
+            raise UnreadableInputError(
+                where, f"not a weights-only checkpoint, refused to unpickle it: {reason}"
+            ) from exc
+        tensors = _detach(_tensors_only(_select(loaded, key, where), key, where))
+        # Step 3: the digest is of the bytes that were loaded: the file must not
+        # have changed (ctime cannot be set back) between load and hash.
+        digest = _hash_fd(fd)
+        if _identity(os.fstat(fd)) != _identity(before) or digest.size != before.st_size:
+            raise UnreadableInputError(where, "changed while being converted; try again")
+    finally:
+        os.close(fd)
+    metadata = {
+        "format": "pt",
+        "source_name": src.name,
+        "source_size": str(digest.size),
+        "source_sha256": digest.sha256,
+        "converted_by": f"sonic-registry {__version__}",
+    }
+    _write_atomic(tensors, dst, metadata)
+    return ConvertResult(src, digest, dst, len(tensors), metadata)
+
+
+def _write_atomic(tensors: dict[str, Any], dst: Path, metadata: dict[str, str]) -> None:
+    from safetensors.torch import save_file
+
+    directory = dst.parent if str(dst.parent) else Path(".")
+    if not directory.is_dir():
+        raise UnreadableInputError(str(directory), "no such directory")
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

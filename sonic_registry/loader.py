@@ -1,0 +1,520 @@
+"""Verified safetensors loading: one read of each file both hashes it and builds the tensors.
+
+Why not "verify, then call ``safetensors.load_file``": between the check and the
+reopen, the file can be swapped, and the bytes that run are not the bytes that
+were checked. Here every file is read exactly once, into one buffer the size of
+the file, while a second thread hashes each chunk as soon as it lands. The
+tensors are views into that buffer and are handed out only after the SHA-256
+of exactly those bytes equals the signed digest; only then are they copied to
+the device (pinned host memory and non-blocking copies on CUDA). Nothing is
+ever unpickled.
+
+Peak memory is the size of the file (plus, on CUDA, the device copy). torch is
+imported lazily; without torch the tensors are numpy arrays.
+
+The safetensors header is parsed here, strictly, with
+:func:`sonic_registry.canonical.loads_strict`: known dtypes only, shapes of
+non-negative integers, offsets inside the data section, no two tensors
+overlapping, every byte of the data section used, and each tensor's byte size
+equal to ``numel * itemsize``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import stat as stat_mod
+import sys
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .canonical import loads_strict
+from .digest import FileDigest
+from .errors import (
+    DigestMismatchError,
+    InvalidManifest,
+    UnlistedFileError,
+    UnreadableInputError,
+    UnsafePathError,
+    UsageError,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from .manifest import Release
+
+__all__ = [
+    "DTYPES",
+    "MAX_HEADER_BYTES",
+    "TensorInfo",
+    "VerifiedFiles",
+    "load_component_verified",
+    "load_file_verified",
+    "load_state_dict_verified",
+    "load_verified",
+    "parse_safetensors_header",
+    "resolve_device",
+]
+
+#: Largest safetensors JSON header accepted (the format's own limit is 100 MB).
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+#: Bytes read per system call; the hash thread works one chunk behind the reader.
+READ_CHUNK = 8 << 20
+
+#: safetensors dtype -> (itemsize, torch dtype name, numpy dtype name or None)
+DTYPES: Mapping[str, tuple[int, str, str | None]] = {
+    "F64": (8, "float64", "<f8"),
+    "F32": (4, "float32", "<f4"),
+    "F16": (2, "float16", "<f2"),
+    "BF16": (2, "bfloat16", None),
+    "F8_E4M3": (1, "float8_e4m3fn", None),
+    "F8_E5M2": (1, "float8_e5m2", None),
+    "I64": (8, "int64", "<i8"),
+    "I32": (4, "int32", "<i4"),
+    "I16": (2, "int16", "<i2"),
+    "I8": (1, "int8", "i1"),
+    "U64": (8, "uint64", "<u8"),
+    "U32": (4, "uint32", "<u4"),
+    "U16": (2, "uint16", "<u2"),
+    "U8": (1, "uint8", "u1"),
+    "BOOL": (1, "bool", "?"),
+}
+
+
+class VerifiedFiles(Protocol):
+    """What the loader needs from a verified release (``bundle.VerifiedRelease`` has it)."""
+
+    @property
+    def release(self) -> Release: ...
+
+    @property
+    def root(self) -> Path: ...
+
+    @property
+    def files(self) -> Mapping[str, FileDigest]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TensorInfo:
+    """One entry of a safetensors header, already checked against the file size."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int  # offset inside the data section
+    end: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.begin
+
+
+# --- header parsing ----------------------------------------------------------
+
+
+def parse_safetensors_header(
+    head: bytes | memoryview, file_size: int, *, where: str = ""
+) -> tuple[int, dict[str, TensorInfo], dict[str, str]]:
+    """Parse and check the header at the start of a safetensors file.
+
+    ``head`` must hold at least the first ``8 + header_length`` bytes. Returns
+    ``(data_start, tensors, metadata)``. Every inconsistency is an
+    :class:`InvalidManifest` naming the tensor and what was expected.
+    """
+    if file_size < 8 or len(head) < 8:
+        raise InvalidManifest("", "not a safetensors file: shorter than 8 bytes", path=where)
+    header_len = int.from_bytes(bytes(head[:8]), "little")
+    if header_len > MAX_HEADER_BYTES or 8 + header_len > file_size:
+        raise InvalidManifest(
+            "header",
+            f"expected a header length <= {min(MAX_HEADER_BYTES, file_size - 8)}, "
+            f"found {header_len}",
+            path=where,
+        )
+    if len(head) < 8 + header_len:
+        raise InvalidManifest("header", "truncated header", path=where)
+    raw = bytes(head[8 : 8 + header_len])
+    if not raw.startswith(b"{"):
+        raise InvalidManifest("header", "expected a JSON object", path=where)
+    doc = loads_strict(raw.rstrip(b" "), where=where)
+    if not isinstance(doc, dict):
+        raise InvalidManifest("header", "expected a JSON object", path=where)
+    data_start = 8 + header_len
+    data_size = file_size - data_start
+    metadata: dict[str, str] = {}
+    tensors: dict[str, TensorInfo] = {}
+    for name, spec in doc.items():
+        if name == "__metadata__":
+            if not isinstance(spec, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in spec.items()
+            ):
+                raise InvalidManifest(
+                    "__metadata__", "expected an object of string values", path=where
+                )
+            metadata = dict(spec)
+            continue
+        tensors[name] = _tensor_info(name, spec, data_size, where)
+    # No two tensors may share bytes, and no byte of the data section may be
+    # unaccounted for (hidden payloads would otherwise ride along unseen).
+    pos = 0
+    for info in sorted(tensors.values(), key=lambda t: (t.begin, t.end)):
+        if info.begin != pos:
+            problem = "overlaps the previous tensor" if info.begin < pos else "leaves a gap"
+            raise InvalidManifest(
+                f"{info.name}.data_offsets",
+                f"{problem}: expected begin {pos}, found {info.begin}",
+                path=where,
+            )
+        pos = info.end
+    if pos != data_size:
+        raise InvalidManifest(
+            "data_offsets",
+            f"expected tensors to cover the {data_size} data bytes, found {pos}",
+            path=where,
+        )
+    return data_start, tensors, metadata
+
+
+def _tensor_info(name: str, spec: Any, data_size: int, where: str) -> TensorInfo:
+    if not isinstance(spec, dict) or set(spec) != {"dtype", "shape", "data_offsets"}:
+        raise InvalidManifest(
+            name, "expected an object with exactly dtype, shape, data_offsets", path=where
+        )
+    dtype = spec["dtype"]
+    if dtype not in DTYPES:
+        raise InvalidManifest(
+            f"{name}.dtype", f"expected one of {', '.join(DTYPES)}, found {dtype!r}", path=where
+        )
+    shape = spec["shape"]
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise InvalidManifest(
+            f"{name}.shape",
+            f"expected a list of non-negative integers, found {shape!r}",
+            path=where,
+        )
+    offsets = spec["data_offsets"]
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        or not 0 <= offsets[0] <= offsets[1] <= data_size
+    ):
+        raise InvalidManifest(
+            f"{name}.data_offsets",
+            f"expected [begin, end] with 0 <= begin <= end <= {data_size}, found {offsets!r}",
+            path=where,
+        )
+    itemsize = DTYPES[dtype][0]
+    expected = math.prod(shape) * itemsize
+    if offsets[1] - offsets[0] != expected:
+        raise InvalidManifest(
+            f"{name}.data_offsets",
+            f"expected {expected} bytes for {dtype}{shape}, found {offsets[1] - offsets[0]}",
+            path=where,
+        )
+    return TensorInfo(name, dtype, tuple(shape), offsets[0], offsets[1])
+
+
+# --- reading: one pass, hashed while it lands -----------------------------------
+
+
+def _have_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda[:n]`` must exist."""
+    if device == "auto":
+        if _have_torch():
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return "cpu"
+    if device == "cpu":
+        return device
+    if device == "cuda" or device.startswith("cuda:"):
+        if not _have_torch():
+            raise UsageError("device", "cuda needs torch: pip install 'sonic-registry[runtime]'")
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("device", "expected a CUDA device, found none (use --device cpu)")
+        return device
+    raise UsageError("device", f"expected auto, cpu, cuda or cuda:N, found {device!r}")
+
+
+def _open_regular(path: Path) -> tuple[int, os.stat_result]:
+    """Open without following a final symlink or blocking on a FIFO; refuse non-files."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError as exc:
+        raise DigestMismatchError(str(path), "expected a signed file, found none") from exc
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP: the final component is a symlink
+            raise UnsafePathError(str(path), "expected a regular file, found a symlink") from exc
+        raise UnreadableInputError(str(path), f"cannot read: {exc.strerror}") from exc
+    st = os.fstat(fd)
+    if not stat_mod.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise UnsafePathError(str(path), "expected a regular file")
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    return fd, st
+
+
+def _read_and_hash(fd: int, target: memoryview, where: str) -> str:
+    """Fill ``target`` from ``fd`` while a worker thread hashes each filled chunk in order.
+
+    Reading (a memcpy from the page cache) and SHA-256 run on different cores,
+    so a verified read costs about as much as the hash alone. The file must end
+    exactly at ``len(target)``: a file that grew or shrank does not match.
+    """
+    h = hashlib.sha256()
+    size = len(target)
+    pos = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sonic-load-hash") as pool:
+        pending = []
+        while pos < size:
+            n = os.readv(fd, [target[pos : min(size, pos + READ_CHUNK)]])
+            if n == 0:
+                break
+            # One worker runs updates in submission order: the digest is sequential.
+            pending.append(pool.submit(h.update, target[pos : pos + n]))
+            pos += n
+        for fut in pending:
+            fut.result()
+    if pos != size or os.read(fd, 1):
+        raise DigestMismatchError(where, f"expected {size} bytes, the file changed while read")
+    return h.hexdigest()
+
+
+def _allocate(size: int, *, pinned: bool) -> tuple[Any, memoryview]:
+    """A writable buffer of ``size`` bytes: a torch uint8 tensor (pinned for CUDA) or bytearray."""
+    if _have_torch():
+        import torch
+
+        buf = torch.empty(size, dtype=torch.uint8, pin_memory=pinned)
+        view = buf.numpy().data.cast("B") if size else memoryview(bytearray())
+        return buf, view
+    raw = bytearray(size)
+    return raw, memoryview(raw)
+
+
+def _torch_tensors(
+    buf: torch.Tensor, data_start: int, infos: Mapping[str, TensorInfo]
+) -> dict[str, torch.Tensor]:
+    import torch
+
+    out: dict[str, torch.Tensor] = {}
+    for name, info in infos.items():
+        itemsize, tname, _ = DTYPES[info.dtype]
+        dtype = getattr(torch, tname)
+        start = data_start + info.begin
+        raw = buf[start : start + info.nbytes]
+        if start % itemsize:
+            raw = raw.clone()  # a misaligned view cannot be reinterpreted; copy this one
+        tensor = (
+            raw.view(dtype).reshape(info.shape)
+            if info.nbytes
+            else torch.empty(info.shape, dtype=dtype)
+        )
+        if sys.byteorder != "little" and itemsize > 1:  # pragma: no cover - big-endian hosts
+            tensor = torch.from_numpy(tensor.numpy().byteswap())
+        out[name] = tensor
+    return out
+
+
+def _numpy_arrays(
+    raw: bytearray, data_start: int, infos: Mapping[str, TensorInfo], where: str
+) -> dict[str, Any]:
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    for name, info in infos.items():
+        np_dtype = DTYPES[info.dtype][2]
+        if np_dtype is None:
+            raise UsageError(
+                f"{where}: {name}",
+                f"{info.dtype} tensors need torch: pip install 'sonic-registry[runtime]'",
+            )
+        count = info.nbytes // DTYPES[info.dtype][0]
+        arr = np.frombuffer(raw, dtype=np_dtype, count=count, offset=data_start + info.begin)
+        out[name] = arr.reshape(info.shape)
+    return out
+
+
+def load_file_verified(
+    path: str | Path, expected: FileDigest, *, device: str = "cpu"
+) -> dict[str, Any]:
+    """Load a safetensors file whose bytes must hash to ``expected``; one read, no reopen.
+
+    Returns torch tensors (numpy arrays when torch is not installed) on ``device``.
+    Raises :class:`DigestMismatchError` when the size or SHA-256 differs, and
+    :class:`InvalidManifest` when the (signed!) file is not valid safetensors.
+    """
+    p = Path(path)
+    where = str(p)
+    target = resolve_device(device)
+    fd, st = _open_regular(p)
+    try:
+        # Step 1: refuse a wrong size before allocating anything that large.
+        if st.st_size != expected.size:
+            raise DigestMismatchError(where, f"expected size {expected.size}, found {st.st_size}")
+        # Step 2: one pass fills the buffer and hashes it (pinned for a later DMA).
+        buf, view = _allocate(expected.size, pinned=target.startswith("cuda"))
+        try:
+            found = _read_and_hash(fd, view, where)
+        except OSError as exc:
+            raise UnreadableInputError(where, f"cannot read: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+    # Step 3: nothing is interpreted until the bytes are the signed bytes.
+    if found != expected.sha256:
+        raise DigestMismatchError(where, f"expected sha256 {expected.sha256}, found {found}")
+    data_start, infos, _ = parse_safetensors_header(view, expected.size, where=where)
+    if not _have_torch():
+        return _numpy_arrays(buf, data_start, infos, where)
+    tensors = _torch_tensors(buf, data_start, infos)
+    # Step 4: only verified tensors move to the device.
+    return _to_device(tensors, target)
+
+
+def _to_device(tensors: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
+    if device == "cpu":
+        return tensors
+    import torch
+
+    # The source views live in pinned memory, so these copies are asynchronous
+    # DMAs; synchronise once so the caller never sees a half-copied tensor and
+    # the pinned buffer can be freed safely afterwards.
+    moved = {name: t.to(device, non_blocking=True) for name, t in tensors.items()}
+    torch.cuda.synchronize(device)
+    return moved
+
+
+# --- release-level API -----------------------------------------------------------
+
+
+def _component_paths(release: VerifiedFiles, role: str) -> tuple[str, ...]:
+    component = release.release.components.get(role)
+    if component is None:
+        known = ", ".join(sorted(release.release.components)) or "none"
+        raise UsageError(
+            release.release.release_id, f"expected a role among {known}, found {role!r}"
+        )
+    if component.format != "safetensors":
+        raise UsageError(
+            f"{release.release.release_id}: components.{role}.format",
+            f"expected safetensors (run `sonic-registry convert`), found {component.format!r}",
+        )
+    return component.paths
+
+
+def _relative_name(path: str | Path, root: Path) -> str:
+    p = Path(path)
+    if p.is_absolute():
+        try:
+            return p.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError as exc:
+            raise UnsafePathError(str(p), f"expected a file inside {root}") from exc
+    return p.as_posix()
+
+
+def load_verified(
+    path: str | Path,
+    release: VerifiedFiles,
+    role: str,
+    *,
+    root: str | Path | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Load one file of ``role`` from a verified release, re-checking its signed digest.
+
+    ``path`` is the file's name inside the bundle (or an absolute path inside
+    ``root``, which defaults to the release's root). The file must be one the
+    signed manifest lists for ``role``.
+    """
+    base = Path(root) if root is not None else Path(release.root)
+    name = _relative_name(path, base)
+    if name not in _component_paths(release, role):
+        raise UnlistedFileError(
+            str(base / name), f"expected a file of the signed {role} component, found another"
+        )
+    expected = release.files.get(name)
+    if expected is None:
+        raise UnlistedFileError(str(base / name), "expected a signed file, found no digest")
+    return load_file_verified(base / name, expected, device=device)
+
+
+def load_component_verified(
+    release: VerifiedFiles,
+    role: str,
+    *,
+    root: str | Path | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Every file of ``role`` merged into one state dict (a key in two files is an error)."""
+    out: dict[str, Any] = {}
+    for name in _component_paths(release, role):
+        tensors = load_verified(name, release, role, root=root, device=device)
+        clash = sorted(set(tensors) & set(out))
+        if clash:
+            raise InvalidManifest(
+                f"components.{role}", f"tensor {clash[0]!r} appears in two files", path=name
+            )
+        out.update(tensors)
+    return out
+
+
+def load_state_dict_verified(
+    module: torch.nn.Module,
+    release: VerifiedFiles,
+    role: str,
+    *,
+    root: str | Path | None = None,
+    device: str = "cpu",
+    strict: bool = True,
+) -> torch.nn.Module:
+    """Load ``role``'s verified tensors into ``module``; with ``strict``, keys and shapes match.
+
+    A mismatch is one line listing the missing and unexpected keys (and the first
+    wrong shapes), raised before any parameter of ``module`` is touched.
+    """
+    state = load_component_verified(release, role, root=root, device=device)
+    own = module.state_dict()
+    where = f"{release.release.release_id}: {role}"
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [
+        f"{k} expected {tuple(own[k].shape)} found {tuple(state[k].shape)}"
+        for k in sorted(set(own) & set(state))
+        if tuple(own[k].shape) != tuple(state[k].shape)
+    ]
+    if strict and (missing or unexpected):
+        raise InvalidManifest(
+            "",
+            f"state dict does not fit {type(module).__name__}: missing keys "
+            f"{missing or 'none'}; unexpected keys {unexpected or 'none'}",
+            path=where,
+        )
+    if shapes:
+        raise InvalidManifest(
+            "",
+            f"state dict does not fit {type(module).__name__}: wrong shapes: "
+            + "; ".join(shapes[:5]),
+            path=where,
+        )
+    module.load_state_dict(state, strict=strict)
+    return module
