@@ -19,6 +19,8 @@ _EXPORTS = {
     "verify_bundle": "bundle",
     "sign_bundle": "bundle",
     "VerifiedRelease": "bundle",
+    "load_verified": "loader",
+    "load_state_dict_verified": "loader",
     "Release": "manifest",
     "Component": "manifest",
     "ParamRange": "manifest",
@@ -41,6 +43,7 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from . import errors
     from .bundle import VerifiedRelease, sign_bundle, verify_bundle
+    from .loader import load_state_dict_verified, load_verified
     from .manifest import Component, ParamRange, Release
     from .trust import TrustStore
 
