@@ -213,6 +213,10 @@ def _measure_with_av(p: Path) -> AudioInfo:
         raise UnreadableInputError(str(p), f"not a readable audio file: {_av_reason(exc)}") from exc
     except OSError as exc:
         raise UnreadableInputError(str(p), f"cannot read: {exc.strerror or exc}") from exc
+    if samples == 0:
+        # libav probes leniently: random bytes can pass for a raw stream that
+        # then yields nothing. No samples means nothing we can measure.
+        raise UnreadableInputError(str(p), "not a readable audio file: no decodable audio samples")
     if rate <= 0:
         raise UnreadableInputError(str(p), "audio stream has no sample rate")
     return AudioInfo(str(p), samples / rate, rate, channels, samples, codec)

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LOG",
     "GENESIS",
-    "HEAD_PAYLOAD_TYPE",
+    "HEAD_PREDICATE_TYPE",
     "AuditLog",
     "LogProblem",
     "LogReport",
@@ -67,8 +67,10 @@ __all__ = [
 DEFAULT_LOG = "generations.jsonl"
 #: ``prev`` of the first record.
 GENESIS = "0" * 64
-HEAD_PAYLOAD_TYPE = "application/vnd.sonic-registry.audit-head+json"
-_HEAD_TYPE = "https://sonic_registry/audit-head/v1"
+#: The head is an in-toto Statement (the same envelope type as releases); this
+#: predicate type keeps a release envelope from ever passing for a log head.
+HEAD_PREDICATE_TYPE = "https://sonic_registry/audit-head/v1"
+_STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _RESERVED = ("seq", "prev")
 _TAIL_CHUNK = 64 * 1024
@@ -442,7 +444,7 @@ def _check_chain(entries: Sequence[_Entry]) -> list[LogProblem]:
             flagged.add(line)
             problems.append(LogProblem(line, kind, message))
 
-    position: dict[str, int] = {}
+    position: dict[str, int] = {GENESIS: 0}  # the first record chains to "line 0"
     for e in entries:
         position.setdefault(e.sha256, e.line)
     prev_hash, prev_seq, prev_line = GENESIS, 0, 0
@@ -452,8 +454,13 @@ def _check_chain(entries: Sequence[_Entry]) -> list[LogProblem]:
         if i in skip:
             continue
         nxt = entries[idx + 1] if idx + 1 < len(entries) else None
+        chains_back = nxt is not None and nxt.record is not None and nxt.record.prev == prev_hash
         if e.record is None:
             assert e.error is not None
+            if chains_back and e.error.kind != "truncated":
+                # The chain goes on around this line: it was added, not changed.
+                report(i, "inserted", f"not part of the chain ({e.error.message})")
+                continue
             report(i, e.error.kind, e.error.message)
             prev_hash, prev_seq, prev_line = e.sha256, prev_seq + 1, i
             continue
@@ -462,7 +469,6 @@ def _check_chain(entries: Sequence[_Entry]) -> list[LogProblem]:
             prev_hash, prev_seq, prev_line = e.sha256, r.seq, i
             continue
         j = position.get(r.prev)
-        chains_back = nxt is not None and nxt.record is not None and nxt.record.prev == prev_hash
         if prev_line and e.sha256 == entries[idx - 1].sha256:
             # An exact copy of the line above: a replayed record.
             report(i, "inserted", f"duplicate of line {prev_line} (a replayed record)")
@@ -524,16 +530,27 @@ def _check_chain(entries: Sequence[_Entry]) -> list[LogProblem]:
 # -- signed head ----------------------------------------------------------------------
 
 
-def _head_payload(record: Record) -> bytes:
-    return canonical_bytes({"_type": _HEAD_TYPE, "seq": record.seq, "sha256": record.sha256})
+def _head_payload(log: Path, record: Record) -> bytes:
+    """An in-toto Statement whose subject is the log's chain head.
+
+    The subject digest is the sha256 of the last record's line, which commits to
+    every earlier line through the ``prev`` chain, so signing it signs the log
+    up to ``seq`` without re-hashing the whole file on every append.
+    """
+    return canonical_bytes(
+        {
+            "_type": _STATEMENT_TYPE,
+            "subject": [{"name": log.name, "digest": {"sha256": record.sha256}}],
+            "predicateType": HEAD_PREDICATE_TYPE,
+            "predicate": {"seq": record.seq},
+        }
+    )
 
 
 def _write_head(log: Path, record: Record, key: PrivateKey) -> Path:
     from .signing import Envelope
 
-    envelope = Envelope(
-        payload=_head_payload(record), payload_type=HEAD_PAYLOAD_TYPE, signatures=()
-    ).signed_by(key)
+    envelope = Envelope(payload=_head_payload(log, record)).signed_by(key)
     target = head_path(log)
     atomic_write_bytes(target, envelope.to_json())
     return target
@@ -554,6 +571,25 @@ def sign_head(path: str | Path, key: PrivateKey, *, lock_timeout: float = 60.0) 
         if last is None:
             raise UnreadableInputError(str(log), "log is empty, nothing to sign")
         return _write_head(log, last, key)
+
+
+def _head_fields(payload: bytes, where: Path) -> tuple[int | None, str | None]:
+    try:
+        head = loads_strict(payload, where=str(where))
+    except InvalidManifest:
+        return None, None
+    if not isinstance(head, dict) or head.get("predicateType") != HEAD_PREDICATE_TYPE:
+        return None, None
+    subjects, predicate = head.get("subject"), head.get("predicate")
+    if not (isinstance(subjects, list) and len(subjects) == 1 and isinstance(predicate, dict)):
+        return None, None
+    subject = subjects[0]
+    digests = subject.get("digest") if isinstance(subject, dict) else None
+    digest = digests.get("sha256") if isinstance(digests, dict) else None
+    seq = predicate.get("seq")
+    if isinstance(seq, bool) or not isinstance(seq, int) or not isinstance(digest, str):
+        return None, None
+    return seq, digest
 
 
 def _check_head(
@@ -584,16 +620,15 @@ def _check_head(
         good = [
             s for s in envelope.signatures if s.keyid == key.keyid and key.verify(s.sig, message)
         ]
-        if envelope.payload_type != HEAD_PAYLOAD_TYPE or not good:
+        if not good:
             problems.append(LogProblem(0, "head", f"{hp}: not signed by key {key.keyid[:16]}"))
             return None, None
         signer = key.keyid
     else:
         notes.append(f"{hp}: signature not checked (no public key given)")
-    head = loads_strict(envelope.payload, where=str(hp))
-    seq, digest = (head.get("seq"), head.get("sha256")) if isinstance(head, dict) else (None, None)
-    if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(digest, str):
-        problems.append(LogProblem(0, "head", f"{hp}: payload has no seq/sha256"))
+    seq, digest = _head_fields(envelope.payload, hp)
+    if seq is None or digest is None:
+        problems.append(LogProblem(0, "head", f"{hp}: not an audit-log head statement"))
         return None, signer
     by_seq = {e.record.seq: e for e in entries if e.record is not None}
     last_seq = max(by_seq, default=0)
@@ -616,7 +651,13 @@ def _check_head(
             )
         )
     elif last_seq > seq:
-        notes.append(f"records seq {seq + 1}-{last_seq} are not covered by the signed head")
+        uncovered = f"records seq {seq + 1}-{last_seq} are not covered by the signed head"
+        if signer is not None:
+            # Whoever signs heads re-signs on every append; records past the head
+            # were appended without the key (or forged after the fact).
+            problems.append(LogProblem(target.line + 1, "inserted", uncovered))
+        else:
+            notes.append(uncovered)
     return seq, signer
 
 

@@ -187,8 +187,11 @@ def _fmt(value: float) -> str:
     return str(value)
 
 
-def _span(bounds: tuple[float, float]) -> str:
-    return f"{_fmt(bounds[0])}..{_fmt(bounds[1])}"
+def _span(bounds: tuple[float, float], type_: str) -> str:
+    # Canonical JSON writes 1.0 as 1, so a float range read back from a signed
+    # manifest holds ints; show it the way the maintainer wrote it.
+    lo, hi = (float(b) for b in bounds) if type_ == "float" else bounds
+    return f"{_fmt(lo)}..{_fmt(hi)}"
 
 
 def classify(spec: ParamRange, value: float) -> ParamCheck:
@@ -203,14 +206,14 @@ def classify(spec: ParamRange, value: float) -> ParamCheck:
             spec.name,
             value,
             "error",
-            f"{shown} is below the allowed {_span(allowed)}: {low_risk}",
+            f"{shown} is below the allowed {_span(allowed, spec.type)}: {low_risk}",
         )
     if allowed is not None and value > allowed[1]:
         return ParamCheck(
             spec.name,
             value,
             "error",
-            f"{shown} is above the allowed {_span(allowed)}: {high_risk}",
+            f"{shown} is above the allowed {_span(allowed, spec.type)}: {high_risk}",
         )
     # Step 2: allowed but not recommended is a warning that names the risk.
     if recommended is not None and value < recommended[0]:
@@ -218,16 +221,16 @@ def classify(spec: ParamRange, value: float) -> ParamCheck:
             spec.name,
             value,
             "warning",
-            f"{shown} is below the recommended {_span(recommended)}: {low_risk}",
+            f"{shown} is below the recommended {_span(recommended, spec.type)}: {low_risk}",
         )
     if recommended is not None and value > recommended[1]:
         return ParamCheck(
             spec.name,
             value,
             "warning",
-            f"{shown} is above the recommended {_span(recommended)}: {high_risk}",
+            f"{shown} is above the recommended {_span(recommended, spec.type)}: {high_risk}",
         )
-    where = f"inside the recommended {_span(recommended)}" if recommended else "accepted"
+    where = f"inside the recommended {_span(recommended, spec.type)}" if recommended else "accepted"
     return ParamCheck(spec.name, value, "ok", f"{shown} is {where}")
 
 
