@@ -21,6 +21,7 @@ _COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "oms": ("export_oms",),
     "params": ("check_params_command",),
     "audit": ("audit",),
+    "registry": ("registry", "identify", "resolve", "doctor"),
     "convert": ("convert",),
 }
 

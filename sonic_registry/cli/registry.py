@@ -1,0 +1,394 @@
+"""``registry add|list|show|rebuild-index``, ``identify``, ``resolve``, ``doctor``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ._common import emit_json, fail, handle_errors, json_option
+from .release import load_trust, trust_options
+
+if TYPE_CHECKING:
+    from ..registry import Registry
+    from ..trust import TrustStore
+
+__all__ = ["doctor", "identify", "registry", "resolve"]
+
+#: doctor shows a progress bar (stderr) when stdout is a terminal and it hashes this much.
+DOCTOR_PROGRESS_BYTES = 1 << 30
+
+
+def registry_option(fn: Any) -> Any:
+    return click.option(
+        "--registry",
+        "registry_location",
+        required=True,
+        envvar="SONIC_REGISTRY",
+        help="Registry directory, or file:// / http(s):// URL of a published one "
+        "(env SONIC_REGISTRY).",
+    )(fn)
+
+
+def _trust(trust_path: Path | None, public_keys: tuple[Path, ...]) -> TrustStore:
+    from ..errors import UsageError
+    from ..trust import TrustStore
+
+    store, pinned = load_trust(trust_path, public_keys)
+    if store is None and not pinned:
+        raise UsageError("", "no trusted keys: give --trust trust.json or --public-key KEY.pub")
+    store = store or TrustStore.from_public_keys(pinned)
+    for key in pinned if trust_path is not None else ():
+        store = store.with_key(key, ("official", "community"), name="pinned")
+    return store
+
+
+def _open(location: str, trust_path: Path | None, public_keys: tuple[Path, ...]) -> Registry:
+    from ..registry import open_registry
+
+    return open_registry(location, _trust(trust_path, public_keys))
+
+
+def _warn_problems(reg: Registry, json_output: bool) -> None:
+    if not json_output:
+        for line in reg.problems:
+            click.echo(f"warning: {line}", err=True)
+
+
+@click.group()
+def registry() -> None:
+    """A registry of signed releases (files + a rebuildable SQLite index)."""
+
+
+@registry.command("add")
+@click.argument(
+    "envelopes", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+@registry_option
+@trust_options
+@click.option(
+    "--no-record-serial", is_flag=True, help="Do not record the serial in the trust store."
+)
+@json_option
+@handle_errors
+def registry_add(
+    envelopes: tuple[Path, ...],
+    registry_location: str,
+    trust_path: Path | None,
+    public_keys: tuple[Path, ...],
+    no_record_serial: bool,
+    json_output: bool,
+) -> None:
+    """Verify signed releases (release.dsse.json) and store them; refuses serial rollback."""
+    with _open(registry_location, trust_path, public_keys) as reg:
+        results = [reg.add(e, record_serial=not no_record_serial) for e in envelopes]
+    if json_output:
+        emit_json(
+            {
+                "ok": True,
+                "added": [
+                    {**r.statement.to_dict(), "path": str(r.path), "added": r.added}
+                    for r in results
+                ],
+            }
+        )
+        return
+    for r in results:
+        verb = "added" if r.added else "already stored"
+        click.echo(f"{verb}: {r.statement.release.release_id} ({r.statement.channel}) -> {r.path}")
+
+
+@registry.command("list")
+@registry_option
+@trust_options
+@json_option
+@handle_errors
+def registry_list(
+    registry_location: str,
+    trust_path: Path | None,
+    public_keys: tuple[Path, ...],
+    json_output: bool,
+) -> None:
+    """List every release that verifies with your trust store."""
+    with _open(registry_location, trust_path, public_keys) as reg:
+        releases = reg.releases()
+        _warn_problems(reg, json_output)
+        problems = list(reg.problems)
+    if json_output:
+        emit_json({"ok": True, "releases": [s.to_dict() for s in releases], "skipped": problems})
+        return
+    for s in releases:
+        r = s.release
+        click.echo(
+            f"{r.model} {r.version} serial {r.serial} {s.channel} "
+            f"expires {r.expires} roles {', '.join(r.components)}"
+        )
+
+
+@registry.command("show")
+@click.argument("model")
+@click.argument("version")
+@registry_option
+@trust_options
+@json_option
+@handle_errors
+def registry_show(
+    model: str,
+    version: str,
+    registry_location: str,
+    trust_path: Path | None,
+    public_keys: tuple[Path, ...],
+    json_output: bool,
+) -> None:
+    """Show one release: components, training steps, digests, runtime needs."""
+    with _open(registry_location, trust_path, public_keys) as reg:
+        s = reg.get(model, version)
+    r = s.release
+    if json_output:
+        emit_json(
+            {
+                "ok": True,
+                **s.to_dict(),
+                "predicate": r.to_predicate(),
+                "subjects": {
+                    n: {"sha256": d.sha256, "size": d.size} for n, d in s.subjects.items()
+                },
+            }
+        )
+        return
+    click.echo(f"{r.release_id} ({s.channel}) signed by {', '.join(s.signers) or '-'}")
+    click.echo(f"manifest sha256 {s.manifest_digest}; expires {r.expires}")
+    for role, c in r.components.items():
+        step = f" step {c.training_step}" if c.training_step is not None else ""
+        for name in c.paths:
+            click.echo(
+                f"  {role}: {name} {c.format} {c.interface}{step} sha256 {s.subjects[name].sha256}"
+            )
+    for dist, spec in r.runtime.items():
+        click.echo(f"  runtime {dist} {spec}")
+    for compat in r.compatible_with:
+        roles = f" roles {', '.join(compat.roles)}" if compat.roles else ""
+        click.echo(f"  compatible with {compat.model} {compat.versions}{roles}")
+
+
+@registry.command("rebuild-index")
+@registry_option
+@trust_options
+@json_option
+@handle_errors
+def registry_rebuild_index(
+    registry_location: str,
+    trust_path: Path | None,
+    public_keys: tuple[Path, ...],
+    json_output: bool,
+) -> None:
+    """Recreate index.sqlite and releases.json from the signed envelopes alone."""
+    with _open(registry_location, trust_path, public_keys) as reg:
+        count = reg.rebuild_index()
+        _warn_problems(reg, json_output)
+        problems = list(reg.problems)
+    if json_output:
+        emit_json({"ok": True, "releases": count, "skipped": problems})
+    else:
+        click.echo(f"indexed {count} release(s)")
+
+
+def _stat_cache(path: Path | None) -> Any:
+    if path is None:
+        return None
+    from ..digest import StatCache
+
+    return StatCache(path)
+
+
+stat_cache_option = click.option(
+    "--stat-cache",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Reuse digests of unchanged files (size, mtime, ctime, inode) from this cache file.",
+)
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@registry_option
+@trust_options
+@stat_cache_option
+@json_option
+@handle_errors
+def identify(
+    files: tuple[Path, ...],
+    registry_location: str,
+    trust_path: Path | None,
+    public_keys: tuple[Path, ...],
+    stat_cache: Path | None,
+    json_output: bool,
+) -> None:
+    """Which checkpoint is this? Hash each FILE and answer from the registry.
+
+    Exit 0 when every file is known, 1 when any is unknown to the registry.
+    """
+    from ..identify import identify_files
+
+    with _open(registry_location, trust_path, public_keys) as reg:
+        found = identify_files(files, reg, stat_cache=_stat_cache(stat_cache))
+        _warn_problems(reg, json_output)
+    ok = all(i.known for i in found)
+    if json_output:
+        emit_json({"ok": ok, "files": [i.to_dict() for i in found]})
+    else:
+        for i in found:
+            click.echo(i.describe())
+    sys.exit(0 if ok else 1)
+
+
+@click.command()
+@click.argument("graph", type=click.Path(path_type=Path))
+@registry_option
+@trust_options
+@click.option(
+    "--models-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Models folder the graph's file names are relative to (ComfyUI: the models/ folder).",
+)
+@click.option(
+    "--runtime-version",
+    help="Version of the runtime that will run the graph; "
+    "checked against the release's reference_runtime specifier.",
+)
+@click.option(
+    "--allow-unsigned",
+    is_flag=True,
+    help="Accept files no trusted release lists; they are labelled 'unverified'.",
+)
+@stat_cache_option
+@json_option
+@handle_errors
+def resolve(
+    graph: Path,
+    registry_location: str,
+    trust_path: Path | None,
+    public_keys: tuple[Path, ...],
+    models_dir: Path | None,
+    runtime_version: str | None,
+    allow_unsigned: bool,
+    stat_cache: Path | None,
+    json_output: bool,
+) -> None:
+    """Resolve a pipeline.toml or ComfyUI workflow (UI or API) to exactly one release.
+
+    Refuses graphs that mix releases, old node interfaces, wrong model families,
+    unknown files and runtimes the release does not support.
+    """
+    from ..resolver import analyze_graph, load_graph
+
+    g = load_graph(graph)
+    cache = _stat_cache(stat_cache)
+    with _open(registry_location, trust_path, public_keys) as reg:
+        res = analyze_graph(
+            g,
+            reg,
+            models_dir,
+            runtime_version=runtime_version,
+            allow_unsigned=allow_unsigned,
+            stat_cache=cache,
+        )
+        _warn_problems(reg, json_output)
+    if cache is not None:
+        cache.save()
+    if json_output:
+        emit_json(res.to_dict())
+        sys.exit(res.to_dict()["exit_code"])
+    for line in res.warnings:
+        click.echo(f"warning: {line}", err=True)
+    for node in res.unknown_nodes:
+        click.echo(f"warning: unknown node type, not checked: {node}", err=True)
+    if res.problems:
+        fail(res.problems)
+    assert res.release is not None or not res.components
+    rel = res.release
+    head = f"{rel.release.release_id} ({res.label})" if rel else f"no release ({res.label})"
+    click.echo(f"ok: {graph} resolves to {head}")
+    for c in res.components:
+        click.echo(f"  {c.describe()}")
+    if res.params:
+        click.echo("  params: " + ", ".join(f"{k}={v}" for k, v in sorted(res.params.items())))
+
+
+@contextmanager
+def _doctor_progress(total: int) -> Iterator[Callable[[int], None] | None]:
+    if total < DOCTOR_PROGRESS_BYTES or not sys.stdout.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("hashing", total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+@click.command()
+@click.argument("models_dir", type=click.Path(file_okay=False, path_type=Path))
+@registry_option
+@trust_options
+@stat_cache_option
+@json_option
+@handle_errors
+def doctor(
+    models_dir: Path,
+    registry_location: str,
+    trust_path: Path | None,
+    public_keys: tuple[Path, ...],
+    stat_cache: Path | None,
+    json_output: bool,
+) -> None:
+    """Walk a ComfyUI or Sonic models folder: one row per weight file, and what to do.
+
+    Exit 0 when every file belongs to a trusted release without mixing, else 1.
+    """
+    from ..doctor import diagnose, find_weight_files
+
+    files = find_weight_files(models_dir)
+    total = sum(p.stat().st_size for p in files)
+    with (
+        _open(registry_location, trust_path, public_keys) as reg,
+        _doctor_progress(total) as progress,
+    ):
+        report = diagnose(
+            models_dir, reg, stat_cache=_stat_cache(stat_cache), progress=progress, files=files
+        )
+        _warn_problems(reg, json_output)
+    if json_output:
+        emit_json(report.to_dict())
+        sys.exit(0 if report.ok else 1)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{models_dir}", title_justify="left")
+    for col in ("file", "release", "role", "channel", "format", "action"):
+        table.add_column(col, overflow="fold")
+    for row in report.rows:
+        d = row.to_dict()
+        table.add_row(
+            d["path"],
+            d["release_id"] or "-",
+            d["role"] or "-",
+            "unknown" if d["status"] == "unknown" else d["status"],
+            d["format"],
+            d["action"],
+        )
+    Console(width=max(100, Console().width)).print(table)
+    if not report.rows:
+        click.echo("no weight files found")
+    sys.exit(0 if report.ok else 1)

@@ -1,0 +1,145 @@
+"""``doctor``: walk a models folder and say, per weight file, what it is and what to do.
+
+Works on a ComfyUI models folder (``models/sonic/unet.pth``,
+``models/checkpoints/svd_xt_1_1.safetensors``) and on a Sonic checkout
+(``checkpoints/Sonic/unet.pth``, ``checkpoints/RIFE/flownet.pkl``,
+``checkpoints/stable-video-diffusion-img2vid-xt/...``) alike: files are
+found by extension or content (:func:`sonic_registry.formats.is_weight_file`)
+and identified by digest, so the layout does not matter.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from packaging.version import Version
+
+from .errors import UnreadableInputError
+from .identify import Identification, identify_files
+
+if TYPE_CHECKING:
+    from .digest import StatCache
+    from .registry import Registry
+
+__all__ = ["DoctorReport", "DoctorRow", "diagnose", "find_weight_files"]
+
+
+@dataclass(frozen=True)
+class DoctorRow:
+    rel: str  # path relative to the models folder
+    ident: Identification
+    action: str
+    problem: bool  # True when the action is needed before this file can be trusted
+
+    def to_dict(self) -> dict[str, Any]:
+        best = self.ident.best
+        return {
+            "path": self.rel,
+            "size": self.ident.size,
+            "sha256": self.ident.sha256,
+            "format": self.ident.format,
+            "status": self.ident.status,
+            "release_id": best.statement.release.release_id if best else None,
+            "role": best.role if best else None,
+            "training_step": best.training_step if best else None,
+            "action": self.action,
+            "problem": self.problem,
+        }
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    models_dir: str
+    rows: tuple[DoctorRow, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not any(r.problem for r in self.rows)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(r.ident.size for r in self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "models_dir": self.models_dir,
+            "files": [r.to_dict() for r in self.rows],
+        }
+
+
+def find_weight_files(models_dir: str | Path) -> list[Path]:
+    """Every weight file under ``models_dir`` (hidden folders such as .git/.cache skipped)."""
+    from .formats import is_weight_file
+
+    root = Path(models_dir)
+    if not root.is_dir():
+        raise UnreadableInputError(str(root), "expected a models folder")
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            if not name.startswith(".") and p.is_file() and is_weight_file(p):
+                found.append(p)
+    return found
+
+
+def _newest_versions(idents: list[Identification]) -> dict[str, Identification]:
+    newest: dict[str, Identification] = {}
+    for ident in idents:
+        m = ident.best
+        if m is None:
+            continue
+        cur = newest.get(m.model)
+        if cur is None or Version(m.version) > Version(cur.best.version):  # type: ignore[union-attr]
+            newest[m.model] = ident
+    return newest
+
+
+def _action(ident: Identification, newest: dict[str, Identification]) -> tuple[str, bool]:
+    m = ident.best
+    if ident.format == "lfs-pointer":
+        return "a git-lfs pointer, not the weights: run `git lfs pull`", True
+    if m is None:
+        return "unknown to the registry: replace it with a file from a signed release", True
+    top = newest[m.model].best
+    assert top is not None
+    if top.version != m.version and not any(
+        c.covers(m.model, m.version, m.role or "") for c in top.statement.release.compatible_with
+    ):
+        return (
+            f"from {m.model} {m.version} beside {top.model} {top.version} files: releases must "
+            f"not be mixed; replace it with the {top.model} {top.version} file",
+            True,
+        )
+    notes = []
+    if ident.format in ("pickle", "torch-zip"):
+        notes.append("pickle (runs code when loaded): `sonic-registry convert` to safetensors")
+    if m.channel != "official":
+        notes.append(f"{m.channel} release, not official")
+    return ("; ".join(notes) or "ok"), False
+
+
+def diagnose(
+    models_dir: str | Path,
+    registry: Registry,
+    *,
+    stat_cache: StatCache | None = None,
+    progress: Callable[[int], None] | None = None,
+    files: list[Path] | None = None,
+) -> DoctorReport:
+    """Identify every weight file under ``models_dir`` and say what to do about each."""
+    root = Path(models_dir)
+    paths = files if files is not None else find_weight_files(root)
+    idents = identify_files(paths, registry, stat_cache=stat_cache, progress=progress)
+    newest = _newest_versions(idents)
+    rows = []
+    for path, ident in zip(paths, idents, strict=True):
+        action, problem = _action(ident, newest)
+        rows.append(DoctorRow(path.relative_to(root).as_posix(), ident, action, problem))
+    return DoctorReport(str(root), tuple(rows))

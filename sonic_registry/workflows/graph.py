@@ -1,0 +1,195 @@
+"""The pipeline graph every input format is turned into, and its structural checks.
+
+A :class:`Graph` is what the resolver needs and nothing more: the nodes, the
+links between their slots, the weight files each node loads
+(:class:`WeightRef`), the parameters it could read, and what the format
+adapter noticed on the way (old node interfaces, unknown node types). The
+adapters (``comfyui``, ``pipeline``) know their formats; the resolver only
+knows graphs. Structural problems (a link to a node that does not exist, a
+cycle) are the graph author's fault and raise :class:`InvalidGraph`
+(exit code 2): there is no verdict to give about a graph that cannot run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from ..errors import InvalidManifest, VerificationError
+
+__all__ = [
+    "Graph",
+    "InterfaceMismatchError",
+    "InvalidGraph",
+    "Link",
+    "Node",
+    "WeightRef",
+    "check_structure",
+    "connected_to",
+]
+
+
+class InvalidGraph(InvalidManifest):
+    """The graph cannot be read: bad JSON/TOML, dangling link, missing node, cycle (exit 2)."""
+
+
+class InterfaceMismatchError(VerificationError):
+    """A node's slots do not match what the loaded component or node version provides.
+
+    Old ComfyUI_Sonic node interfaces, a component of the wrong role or
+    interface on a slot, or a checkpoint of the wrong model family all end up
+    here: the graph is readable, but it must not run as it is (exit 1).
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """An edge from an output slot of one node to an input slot of another."""
+
+    src: str
+    src_slot: int | str
+    dst: str
+    dst_slot: int | str
+    type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One node: its type, literal input values by name, and its linked inputs.
+
+    ``values`` holds widget/literal values by input name (positional UI
+    widgets already named, where the node type is known); ``linked`` maps an
+    input name to the (source node, source slot) feeding it.
+    """
+
+    id: str
+    type: str
+    values: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    linked: Mapping[str, tuple[str, int | str]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    outputs: tuple[str, ...] | None = None  # output slot types when the format lists them
+    active: bool = True  # False for muted / bypassed ComfyUI nodes
+
+    def describe(self) -> str:
+        return f"node {self.id} ({self.type})"
+
+
+@dataclass(frozen=True, slots=True)
+class WeightRef:
+    """A weight file (or a named component) that a node loads.
+
+    ``path`` is relative to the models directory, POSIX style. ``component``
+    names a release component explicitly as (model, version, role) instead of,
+    or in addition to, a file. ``expected_role``/``interface`` are what the
+    node needs there; empty means "any". ``optional`` files are checked only
+    when they exist (a node loads them only in some configurations).
+    """
+
+    node: str
+    node_type: str
+    slot: str
+    path: str | None = None
+    component: tuple[str, str, str] | None = None
+    expected_role: str = ""
+    interface: str = ""
+    optional: bool = False
+
+    def describe(self) -> str:
+        what = self.path or "@".join(self.component or ("?",))
+        return f"node {self.node} ({self.node_type}) {self.slot} {what}"
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A pipeline graph in the one shape the resolver understands."""
+
+    source: str
+    format: str  # "pipeline.toml" | "comfyui-ui" | "comfyui-api"
+    nodes: Mapping[str, Node]
+    links: tuple[Link, ...]
+    weights: tuple[WeightRef, ...] = ()
+    params: Mapping[str, int | float] = field(default_factory=lambda: MappingProxyType({}))
+    interface_errors: tuple[str, ...] = ()  # one line each; become InterfaceMismatchError
+    warnings: tuple[str, ...] = ()
+    unknown_nodes: tuple[str, ...] = ()  # "node 7 (Uncrop (mtb))"
+
+
+def _fail(where: str, message: str) -> InvalidGraph:
+    return InvalidGraph("", message, path=where)
+
+
+def check_structure(source: str, nodes: Mapping[str, Node], links: Iterable[Link]) -> None:
+    """Refuse graphs that cannot execute: links to missing nodes or slots, and cycles.
+
+    Runs in O(nodes + links) and without recursion, so a 100,000-node chain
+    is checked, not a RecursionError.
+    """
+    successors: dict[str, list[str]] = {node_id: [] for node_id in nodes}
+    for link in links:
+        # Step 1: both ends of every link exist (a "missing node").
+        for end, role in ((link.src, "source"), (link.dst, "target")):
+            if end not in nodes:
+                raise _fail(
+                    source,
+                    f"link {link.src}:{link.src_slot} -> {link.dst}:{link.dst_slot}: "
+                    f"{role} node {end} does not exist",
+                )
+        # Step 2: the source slot exists when the format lists the outputs (a "dangling" link).
+        outputs = nodes[link.src].outputs
+        if (
+            outputs is not None
+            and isinstance(link.src_slot, int)
+            and not 0 <= link.src_slot < len(outputs)
+        ):
+            raise _fail(
+                source,
+                f"link {link.src}:{link.src_slot} -> {link.dst}:{link.dst_slot}: "
+                f"{nodes[link.src].describe()} has {len(outputs)} outputs, "
+                f"no output slot {link.src_slot}",
+            )
+        successors[link.src].append(link.dst)
+    # Step 3: no cycles (iterative three-colour DFS).
+    white, grey, black = 0, 1, 2
+    colour = dict.fromkeys(nodes, white)
+    for start in nodes:
+        if colour[start] != white:
+            continue
+        stack: list[tuple[str, int]] = [(start, 0)]
+        colour[start] = grey
+        while stack:
+            node_id, index = stack[-1]
+            nexts = successors[node_id]
+            if index < len(nexts):
+                stack[-1] = (node_id, index + 1)
+                child = nexts[index]
+                if colour[child] == grey:
+                    path = [n for n, _ in stack]
+                    cycle = [*path[path.index(child) :], child]
+                    raise _fail(source, f"cycle between nodes {' -> '.join(cycle)}")
+                if colour[child] == white:
+                    colour[child] = grey
+                    stack.append((child, 0))
+            else:
+                colour[node_id] = black
+                stack.pop()
+
+
+def connected_to(
+    seeds: Iterable[str], nodes: Mapping[str, Node], links: Iterable[Link]
+) -> frozenset[str]:
+    """Node ids reachable from ``seeds`` when links are followed both ways."""
+    neighbours: dict[str, list[str]] = {node_id: [] for node_id in nodes}
+    for link in links:
+        neighbours[link.src].append(link.dst)
+        neighbours[link.dst].append(link.src)
+    seen = set(seeds)
+    todo = list(seen)
+    while todo:
+        for other in neighbours.get(todo.pop(), ()):
+            if other not in seen:
+                seen.add(other)
+                todo.append(other)
+    return frozenset(seen)
