@@ -70,7 +70,7 @@ class TrustStore:
     )
     revoked: frozenset[str] = frozenset()
     serials: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
-    version: int = 1
+    version: int = 0  # an unsaved store; the first save writes version 1
     path: Path | None = None
 
     # -- construction ---------------------------------------------------------

@@ -1,0 +1,85 @@
+"""Golden files for every format: a format change shows up as a reviewable diff.
+
+Run ``pytest tests/test_goldens.py --update-goldens`` after an intended change
+and commit the new files. Ed25519 signatures are deterministic, so with a fixed
+key, fixed timestamps and fixed weights the whole envelope is byte-stable.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import release_toml, weight_bytes, write_safetensors
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from sonic_registry.bundle import sign_bundle, verify_bundle
+from sonic_registry.schema import validate
+from sonic_registry.signing import Envelope, PrivateKey
+from sonic_registry.trust import TrustStore
+
+GOLDEN = Path(__file__).parent / "golden"
+FIXED_KEY = PrivateKey(ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32))), "ed25519")
+TIMES = 'created = "2026-01-01T00:00:00Z"\nexpires = "2036-01-01T00:00:00Z"\n'
+
+
+def _check(name: str, actual: bytes, update: bool) -> None:
+    path = GOLDEN / name
+    if update:
+        path.write_bytes(actual)
+        return
+    assert path.exists(), f"missing golden {path}: run pytest --update-goldens"
+    assert actual == path.read_bytes(), f"{name} changed: review, then run --update-goldens"
+
+
+@pytest.fixture
+def golden_bundle(tmp_path: Path) -> Path:
+    root = tmp_path / "sonic-1.3.0"
+    for role, name in (
+        ("enc", "audio2token.safetensors"),
+        ("dec", "audio2bucket.safetensors"),
+        ("unet", "unet.safetensors"),
+    ):
+        write_safetensors(root / name, {"weight": weight_bytes(f"golden/{role}")})
+    text = release_toml(
+        extra='\n[[compatible_with]]\nmodel = "sonic"\nversions = "==1.2.*"\nroles = ["vae"]\n'
+    ).replace('channel = "official"\n', 'channel = "official"\n' + TIMES)
+    (root / "release.toml").write_text(text)
+    return root
+
+
+def test_release_toml_golden(golden_bundle: Path, update_goldens: bool) -> None:
+    _check("release.toml", (golden_bundle / "release.toml").read_bytes(), update_goldens)
+
+
+def test_statement_and_envelope_goldens(golden_bundle: Path, update_goldens: bool) -> None:
+    sign_bundle(golden_bundle, FIXED_KEY)
+    raw = (golden_bundle / "release.dsse.json").read_bytes()
+    envelope = Envelope.from_json(raw)
+    statement = json.loads(envelope.payload)
+    validate(statement, "statement")
+    _check("statement.json", envelope.payload, update_goldens)
+    _check("release.dsse.json", raw, update_goldens)
+    # and the golden envelope still verifies with today's code
+    golden_root = golden_bundle
+    (golden_root / "release.dsse.json").write_bytes((GOLDEN / "release.dsse.json").read_bytes())
+    verified = verify_bundle(golden_root, public_keys=[FIXED_KEY.public])
+    assert verified.release.release_id == "sonic@1.3.0#1"
+
+
+def test_trust_golden(tmp_path: Path, update_goldens: bool) -> None:
+    store = (
+        TrustStore()
+        .with_key(
+            FIXED_KEY.public, ["official"], name="sonic-release", expires="2036-01-01T00:00:00Z"
+        )
+        .with_threshold("official", 1)
+        .with_serial("sonic", "1.3.0", 1)
+        .with_revoked("0" * 64)
+    )
+    written = store.save(tmp_path / "trust.json")
+    raw = (tmp_path / "trust.json").read_bytes()
+    validate(json.loads(raw), "trust")
+    _check("trust.json", raw, update_goldens)
+    assert TrustStore.load(GOLDEN / "trust.json").to_dict() == written.to_dict()
