@@ -390,3 +390,29 @@ def test_cli_refuses_a_tampered_release(make_bundle, official_key) -> None:
     )  # fmt: skip
     assert result.exit_code == 1
     assert "release.toml" in result.stderr
+
+
+def test_cli_takes_the_release_from_a_registry(make_bundle, official_key, tmp_path: Path) -> None:
+    root = make_bundle()
+    reg = tmp_path / "registry"
+    pub = str(official_key.pub_path)
+    added = run(
+        "registry", "add", str(root / "release.dsse.json"), "--registry", str(reg),
+        "--public-key", pub,
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    result = run(
+        "check-params", "--registry", str(reg), "sonic", "1.3.0", "--public-key", pub,
+        "--set", "dynamic_scale=1.3", "--set", "inference_steps=101",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines()[:2] == [
+        "warning: dynamic_scale=1.3 is above the recommended 1.0..1.2: "
+        "above 1.2 expressions look exaggerated",
+        "error: inference_steps=101 is above the allowed 15..100: "
+        "above 30 steps costs time for no gain",
+    ]
+    missing = run("check-params", "--registry", str(reg), "sonic", "9.0", "--public-key", pub)
+    assert missing.exit_code == 2 and "no release sonic@9.0" in missing.stderr
+    both = run("check-params", "--registry", str(reg), "--release", str(root))
+    assert both.exit_code == 2 and "either --release" in both.stderr

@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ._common import emit_json, handle_errors, json_option
 from .release import load_trust, trust_options
 
+if TYPE_CHECKING:
+    from ..bundle import VerifiedStatement
+
 __all__ = ["check_params_command"]
 
 
 @click.command("check-params")
+@click.argument("model_version", nargs=-1, metavar="[MODEL VERSION]")
 @click.option(
     "--release",
     "release_dir",
-    required=True,
     type=click.Path(file_okay=False, path_type=Path),
     help="Model directory with a signed release.dsse.json; it is verified first.",
+)
+@click.option(
+    "--registry",
+    "registry_location",
+    help="Take the ranges of MODEL VERSION from this registry (directory or URL) instead.",
 )
 @trust_options
 @click.option(
@@ -43,7 +52,9 @@ __all__ = ["check_params_command"]
 @json_option
 @handle_errors
 def check_params_command(
-    release_dir: Path,
+    model_version: tuple[str, ...],
+    release_dir: Path | None,
+    registry_location: str | None,
     trust_path: Path | None,
     public_keys: tuple[Path, ...],
     allow_unsigned: bool,
@@ -53,6 +64,9 @@ def check_params_command(
     json_output: bool,
 ) -> None:
     """Check parameters against the ranges the release was validated on.
+
+    The release is --release DIR (verified like `verify`) or --registry REG
+    MODEL VERSION (the newest serial whose envelope verifies).
 
     Inside the recommended range: ok. Inside the allowed range: a warning that
     names the risk. Outside: an error (exit 1). --duration must equal the
@@ -71,14 +85,27 @@ def check_params_command(
         params[name] = value
     # The ranges are only as good as the signature over them: verify first,
     # without recording the serial (a check is not an install).
-    store, pinned = load_trust(trust_path, public_keys)
-    verified = verify_bundle(
-        release_dir,
-        store,
-        public_keys=pinned,
-        allow_unsigned=allow_unsigned,
-        record_serial=False,
-    )
+    if (release_dir is None) == (registry_location is None):
+        raise UsageError("", "give either --release DIR or --registry REG MODEL VERSION")
+    if registry_location is not None:
+        if len(model_version) != 2:
+            raise UsageError("--registry", "expected MODEL VERSION after the options")
+        from .registry import _open
+
+        with _open(registry_location, trust_path, public_keys) as reg:
+            verified: VerifiedStatement = reg.get(*model_version)
+    else:
+        if model_version:
+            raise UsageError("--release", f"unexpected arguments {' '.join(model_version)}")
+        assert release_dir is not None
+        store, pinned = load_trust(trust_path, public_keys)
+        verified = verify_bundle(
+            release_dir,
+            store,
+            public_keys=pinned,
+            allow_unsigned=allow_unsigned,
+            record_serial=False,
+        )
     report = check_params(verified.release, params, audio=audio, duration=duration)
     code = 0 if report.ok else 1
     if json_output:
