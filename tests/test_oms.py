@@ -214,6 +214,17 @@ def test_real_files_signature_verifies_and_reports_coverage(tmp_path: Path, ec_k
     assert not verified.payload_canonical and verified.key_hinted
     assert verified.method == "files" and verified.resources == 4
 
+    # Our export of the same directory states the same thing: same subject,
+    # same resources in the same order, hence the same root digest.
+    ours = export_oms(root, ec_key.key_path, tmp_path / "ours.sig")
+    theirs_doc, ours_doc = json.loads(_payload(sig)), json.loads(_payload(tmp_path / "ours.sig"))
+    assert ours_doc["subject"] == theirs_doc["subject"]
+    assert ours.root_digest == verified.root_digest
+    assert ours_doc["predicate"]["resources"] == theirs_doc["predicate"]["resources"]
+    assert sorted(ours_doc["predicate"]["serialization"]["ignore_paths"]) == sorted(
+        theirs_doc["predicate"]["serialization"]["ignore_paths"]
+    )
+
     # Every problem, one line each: an added file, a changed one, a removed one.
     (root / "extra.safetensors").write_bytes(b"x" * 10)
     (root / "config.json").write_text('{"hidden": 65}\n')
@@ -556,3 +567,70 @@ def test_statement_consistency(tmp_path: Path, ec_key: Keys) -> None:
         sig = _sign_payload(json.dumps(statement).encode(), ec_key.private, tmp_path / f"{i}.sig")
         with pytest.raises(InvalidManifest, match=message):
             verify_oms(root, sig, ec_key.pub_path)
+
+
+# --- parsers never fail with anything but one-line errors ---------------------
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+def _mutations() -> st.SearchStrategy[dict[str, Any]]:
+    """Valid-looking statements with one field replaced by arbitrary JSON."""
+    base: dict[str, Any] = build_statement(
+        "m",
+        Serialization(method="shards", shard_size=10),
+        [Resource("a:0:10", "0" * 64, "sha256-sharded-10")],
+    )
+    paths = [
+        ("_type",),
+        ("predicateType",),
+        ("subject",),
+        ("subject", 0, "name"),
+        ("subject", 0, "digest"),
+        ("predicate",),
+        ("predicate", "serialization"),
+        ("predicate", "serialization", "method"),
+        ("predicate", "serialization", "shard_size"),
+        ("predicate", "serialization", "ignore_paths"),
+        ("predicate", "resources"),
+        ("predicate", "resources", 0),
+        ("predicate", "resources", 0, "name"),
+        ("predicate", "resources", 0, "digest"),
+        ("predicate", "resources", 0, "algorithm"),
+    ]
+
+    def mutate(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+        doc = json.loads(json.dumps(base))
+        target = doc
+        for part in path[:-1]:
+            target = target[part]
+        target[path[-1]] = value
+        return doc
+
+    return st.builds(mutate, st.sampled_from(paths), _json)
+
+
+@given(_mutations())
+def test_statement_parser_fails_only_with_invalid_manifest(doc: dict[str, Any]) -> None:
+    from sonic_registry.interop._oms_format import OmsStatement
+
+    try:
+        OmsStatement.from_payload(json.dumps(doc).encode(), "m.sig")
+    except InvalidManifest as exc:
+        assert "\n" not in str(exc)
+
+
+@given(st.binary(max_size=200) | _json.map(lambda v: json.dumps(v).encode()))
+def test_bundle_parser_fails_only_with_invalid_manifest(data: bytes) -> None:
+    from sonic_registry.interop._oms_format import OmsBundle
+
+    try:
+        OmsBundle.from_json(data, "m.sig")
+    except InvalidManifest as exc:
+        assert "\n" not in str(exc)

@@ -283,7 +283,7 @@ def verify_oms(
                     name, f"expected sha256 {signed[name].digest}, found {actual[name]}"
                 )
             )
-    raise_all(errors)
+    raise_all(sorted(errors, key=lambda e: e.where))  # one line per file, in path order
 
     return OmsVerification(
         model_dir=root,
