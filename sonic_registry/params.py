@@ -114,6 +114,7 @@ SONIC_PARAMS: dict[str, dict[str, Any]] = {
 }
 
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")
+_UNVALIDATED = "outside the validated range"
 
 
 class ParameterRangeError(VerificationError):
@@ -197,40 +198,27 @@ def _span(bounds: tuple[float, float], type_: str) -> str:
 def classify(spec: ParamRange, value: float) -> ParamCheck:
     """Classify an already type-checked value against its range (bounds inclusive)."""
     shown = f"{spec.name}={_fmt(value)}"
-    allowed, recommended = spec.allowed, spec.recommended
-    low_risk = spec.below or "outside the validated range"
-    high_risk = spec.above or "outside the validated range"
-    # Step 1: outside allowed is an error; the release does not vouch for the value.
-    if allowed is not None and value < allowed[0]:
-        return ParamCheck(
-            spec.name,
-            value,
-            "error",
-            f"{shown} is below the allowed {_span(allowed, spec.type)}: {low_risk}",
-        )
-    if allowed is not None and value > allowed[1]:
-        return ParamCheck(
-            spec.name,
-            value,
-            "error",
-            f"{shown} is above the allowed {_span(allowed, spec.type)}: {high_risk}",
-        )
-    # Step 2: allowed but not recommended is a warning that names the risk.
-    if recommended is not None and value < recommended[0]:
-        return ParamCheck(
-            spec.name,
-            value,
-            "warning",
-            f"{shown} is below the recommended {_span(recommended, spec.type)}: {low_risk}",
-        )
-    if recommended is not None and value > recommended[1]:
-        return ParamCheck(
-            spec.name,
-            value,
-            "warning",
-            f"{shown} is above the recommended {_span(recommended, spec.type)}: {high_risk}",
-        )
-    where = f"inside the recommended {_span(recommended, spec.type)}" if recommended else "accepted"
+    # Step 1: outside allowed is an error: the release does not vouch for the value.
+    # Step 2: allowed but outside recommended is a warning that names the risk.
+    checks: tuple[tuple[Status, str, tuple[float, float] | None], ...] = (
+        ("error", "allowed", spec.allowed),
+        ("warning", "recommended", spec.recommended),
+    )
+    for status, kind, bounds in checks:
+        if bounds is None:
+            continue
+        if value < bounds[0]:
+            risk = spec.below or _UNVALIDATED
+            side = "below"
+        elif value > bounds[1]:
+            risk = spec.above or _UNVALIDATED
+            side = "above"
+        else:
+            continue
+        message = f"{shown} is {side} the {kind} {_span(bounds, spec.type)}: {risk}"
+        return ParamCheck(spec.name, value, status, message)
+    rec = spec.recommended
+    where = f"inside the recommended {_span(rec, spec.type)}" if rec else "accepted"
     return ParamCheck(spec.name, value, "ok", f"{shown} is {where}")
 
 
