@@ -1,0 +1,75 @@
+"""An interrupted sign or trust-store write leaves the previous file intact."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sonic_registry import fileio
+from sonic_registry.bundle import sign_bundle, verify_bundle
+from sonic_registry.trust import TrustStore
+
+
+class Crash(BaseException):
+    """Stands in for a kill at the worst moment (not an Exception: nothing catches it)."""
+
+
+def _crash_on_replace(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(src: str, dst: str) -> None:
+        raise Crash(f"killed before renaming {src} over {dst}")
+
+    monkeypatch.setattr(fileio.os, "replace", boom)
+
+
+def test_interrupted_sign_keeps_previous_envelope(
+    make_bundle, make_key, official_key, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_bundle()
+    before = (root / "release.dsse.json").read_bytes()
+    _crash_on_replace(monkeypatch)
+    with pytest.raises(Crash):
+        sign_bundle(root, make_key("second").private)
+    monkeypatch.undo()
+    assert (root / "release.dsse.json").read_bytes() == before
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith(".")) == []
+    verify_bundle(root, public_keys=[official_key.private.public])
+
+
+def test_interrupted_trust_write_keeps_previous_store(
+    trust_file: Path, make_key, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = trust_file.read_bytes()
+    store = TrustStore.load(trust_file)
+    _crash_on_replace(monkeypatch)
+    with pytest.raises(Crash):
+        store.with_key(make_key("x").private.public, ["official"]).save()
+    monkeypatch.undo()
+    assert trust_file.read_bytes() == before
+    assert TrustStore.load(trust_file).version == store.version
+
+
+def test_killed_writer_process_never_leaves_a_partial_file(tmp_path: Path) -> None:
+    # A real process killed with SIGKILL in the middle of writing 64 MiB: the
+    # target holds the old content or the new, never a mixture.
+    target = tmp_path / "trust.json"
+    target.write_bytes(b"old")
+    code = (
+        "import sys; from sonic_registry.fileio import atomic_write_bytes\n"
+        "print('go', flush=True)\n"
+        "atomic_write_bytes(sys.argv[1], b'n' * (64 << 20))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "go"
+    proc.kill()
+    proc.wait()
+    content = target.read_bytes()
+    assert content in (b"old", b"n" * (64 << 20))
+    leftovers = [p for p in os.listdir(tmp_path) if p != "trust.json"]
+    # a temp file may remain after SIGKILL, but it is never the target itself
+    assert all(p.startswith(".trust.json.") for p in leftovers)
