@@ -313,6 +313,14 @@ def test_shards_both_directions_and_the_empty_file_gap(tmp_path: Path, ec_key: K
         verify_oms(theirs, their_sig, ec_key.pub_path)
 
 
+def test_export_never_overwrites_a_weight_file(tmp_path: Path, ec_key: Keys) -> None:
+    root = _model(tmp_path / "m")
+    before = (root / "unet.safetensors").read_bytes()
+    with pytest.raises(UsageError, match="weight file of the model"):
+        export_oms(root, ec_key.key_path, root / "unet.safetensors")
+    assert (root / "unet.safetensors").read_bytes() == before
+
+
 def test_export_refuses_what_shards_cannot_record(tmp_path: Path, ec_key: Keys) -> None:
     root = _model(tmp_path / "m")
     (root / "marker").write_bytes(b"")

@@ -352,6 +352,14 @@ def export_oms(
     ignores.extend(GIT_PATHS)
     out_rel = _relative_inside(out_path, root)
     if out_rel is not None:
+        from ..formats import is_weight_file
+
+        # The output is left out of the signature, so a typo must not turn a
+        # weight file into an unsigned, overwritten "signature".
+        if out_path.is_file() and is_weight_file(out_path):
+            raise UsageError(
+                "--out", f"{out_path} is a weight file of the model; refusing to overwrite it"
+            )
         ignores.append(out_rel)
     ser = Serialization(
         method="files" if shard_size is None else "shards",
