@@ -79,9 +79,8 @@ def hash_with_cache(
 
     out: list[FileDigest | None] = [stat_cache.get(p) if stat_cache else None for p in paths]
     todo = [i for i, d in enumerate(out) if d is None]
-    for i, digest in zip(
-        todo, hash_files([paths[i] for i in todo], progress=progress), strict=True
-    ):
+    fresh = hash_files([paths[i] for i in todo], progress=progress) if todo else []
+    for i, digest in zip(todo, fresh, strict=True):
         out[i] = digest
         if stat_cache is not None:
             stat_cache.put(paths[i], digest)

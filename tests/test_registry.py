@@ -1,0 +1,282 @@
+"""Registry: add/list/show/rebuild-index, rollback, concurrency, file:// and http:// clients."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import Keys
+
+from sonic_registry.cli import main
+from sonic_registry.digest import hash_file
+from sonic_registry.errors import RollbackError, UnsignedReleaseError
+from sonic_registry.registry import INDEX_NAME, LISTING_NAME, Registry
+from sonic_registry.trust import TrustStore
+
+
+def _trust(trust_file: Path) -> TrustStore:
+    return TrustStore.load(trust_file)
+
+
+@pytest.fixture
+def two_versions(make_bundle: Callable[..., Path], community_key: Keys) -> list[Path]:
+    return [
+        make_bundle("v12", version="1.2.0", step=50000),
+        make_bundle("v13", version="1.3.0", step=80000),
+        make_bundle(
+            "dice",
+            model="dice-talk",
+            version="1.0.0",
+            step=10000,
+            channel="community",
+            key=community_key,
+        ),
+    ]
+
+
+def test_add_list_show_and_lookup(
+    tmp_path: Path, trust_file: Path, two_versions: list[Path]
+) -> None:
+    reg = Registry(tmp_path / "reg", _trust(trust_file))
+    results = [reg.add(b / "release.dsse.json") for b in two_versions]
+    assert all(r.added for r in results)
+    assert (tmp_path / "reg/releases/sonic/1.3.0/1.dsse.json").is_file()
+    assert [(s.release.model, s.release.version, s.channel) for s in reg.releases()] == [
+        ("dice-talk", "1.0.0", "community"),
+        ("sonic", "1.2.0", "official"),
+        ("sonic", "1.3.0", "official"),
+    ]
+    unet = hash_file(two_versions[1] / "unet.safetensors").sha256
+    (match,) = reg.lookup(unet)
+    assert (match.model, match.version, match.role, match.training_step) == (
+        "sonic",
+        "1.3.0",
+        "unet",
+        80000,
+    )
+    assert reg.get("sonic", "1.2.0").release.release_id == "sonic@1.2.0#1"
+    # Adding the same manifest again is a no-op; the serial was recorded in trust.json.
+    assert reg.add(two_versions[1] / "release.dsse.json").added is False
+    assert TrustStore.load(trust_file).serials["sonic@1.3.0"] == 1
+
+
+def test_add_refuses_untrusted_and_rollback(
+    tmp_path: Path,
+    trust_file: Path,
+    make_bundle: Callable[..., Path],
+    make_key: Callable[..., Keys],
+) -> None:
+    reg = Registry(tmp_path / "reg", _trust(trust_file))
+    stranger = make_bundle("x", key=make_key("stranger"))
+    with pytest.raises(UnsignedReleaseError):
+        reg.add(stranger / "release.dsse.json")
+    assert not (tmp_path / "reg/releases/sonic").exists()
+
+    old = make_bundle("s1", serial=1)
+    new = make_bundle("s2", serial=2, step=80001)
+    old_env = (old / "release.dsse.json").read_bytes()
+    reg.add(new / "release.dsse.json", record_serial=False)
+    with pytest.raises(RollbackError, match="expected >= 2"):
+        reg.add(old_env, record_serial=False)
+    other = make_bundle("s2b", serial=2, step=80002)
+    with pytest.raises(RollbackError, match="already stored with another manifest"):
+        reg.add(other / "release.dsse.json", record_serial=False)
+    assert reg.get("sonic", "1.3.0").release.serial == 2
+
+
+def test_rebuild_index_from_files_alone(
+    tmp_path: Path, trust_file: Path, two_versions: list[Path]
+) -> None:
+    root = tmp_path / "reg"
+    reg = Registry(root, _trust(trust_file))
+    for b in two_versions:
+        reg.add(b / "release.dsse.json", record_serial=False)
+    reg.close()
+    before = (root / LISTING_NAME).read_bytes()
+    (root / INDEX_NAME).unlink()
+    (root / LISTING_NAME).unlink()
+    reg2 = Registry(root, _trust(trust_file))
+    assert reg2.rebuild_index() == 3
+    assert (root / LISTING_NAME).read_bytes() == before
+    unet = hash_file(two_versions[0] / "unet.safetensors").sha256
+    assert reg2.lookup(unet)[0].version == "1.2.0"
+
+
+def test_tampered_index_cannot_vouch_for_unknown_bytes(
+    tmp_path: Path, trust_file: Path, two_versions: list[Path]
+) -> None:
+    root = tmp_path / "reg"
+    reg = Registry(root, _trust(trust_file))
+    reg.add(two_versions[1] / "release.dsse.json", record_serial=False)
+    reg.close()
+    evil = "ab" * 32
+    with sqlite3.connect(root / INDEX_NAME) as conn:
+        conn.execute(
+            "INSERT INTO files VALUES (?, 1, 'sonic', '1.3.0', 'unet', 'unet.safetensors')", (evil,)
+        )
+    assert Registry(root, _trust(trust_file)).lookup(evil) == ()
+
+
+_ADD_SCRIPT = """
+import sys
+from sonic_registry.registry import Registry
+from sonic_registry.trust import TrustStore
+reg = Registry(sys.argv[1], TrustStore.load(sys.argv[2]))
+for env in sys.argv[3:]:
+    reg.add(env, record_serial=False)
+"""
+
+
+def test_concurrent_adds_from_several_processes(
+    tmp_path: Path, trust_file: Path, make_bundle: Callable[..., Path]
+) -> None:
+    bundles = [make_bundle(f"b{i}", version=f"1.{i}.0", step=1000 + i) for i in range(8)]
+    root = tmp_path / "reg"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _ADD_SCRIPT,
+                str(root),
+                str(trust_file),
+                str(bundles[i] / "release.dsse.json"),
+                str(bundles[(i + 1) % 8] / "release.dsse.json"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(8)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err.decode()
+    reg = Registry(root, _trust(trust_file))
+    assert sorted(s.release.version for s in reg.releases()) == [f"1.{i}.0" for i in range(8)]
+    with sqlite3.connect(root / INDEX_NAME) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        files_rows = conn.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+    listing = json.loads((root / LISTING_NAME).read_text())
+    assert len(listing["releases"]) == 8
+    assert reg.rebuild_index() == 8
+    with sqlite3.connect(root / INDEX_NAME) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM files").fetchone()[0] == files_rows
+
+
+# --- published registries ------------------------------------------------------------
+
+
+@pytest.fixture
+def published(tmp_path: Path, trust_file: Path, two_versions: list[Path]) -> Path:
+    root = tmp_path / "reg"
+    reg = Registry(root, _trust(trust_file))
+    for b in two_versions:
+        reg.add(b / "release.dsse.json", record_serial=False)
+    reg.close()
+    return root
+
+
+@pytest.fixture
+def http_url(published: Path) -> Iterator[str]:
+    handler = partial(_QuietHandler, directory=str(published))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_read_through_file_url(published: Path, trust_file: Path, two_versions: list[Path]) -> None:
+    reg = Registry(published.as_uri(), _trust(trust_file))
+    assert len(reg.releases()) == 3
+    unet = hash_file(two_versions[2] / "unet.safetensors").sha256
+    assert reg.lookup(unet)[0].channel == "community"
+
+
+def test_read_through_http_server_without_trusting_it(
+    published: Path,
+    http_url: str,
+    trust_file: Path,
+    two_versions: list[Path],
+    make_bundle: Callable[..., Path],
+    make_key: Callable[..., Keys],
+) -> None:
+    reg = Registry(http_url, _trust(trust_file))
+    unet = hash_file(two_versions[1] / "unet.safetensors").sha256
+    assert reg.lookup(unet)[0].statement.release.release_id == "sonic@1.3.0#1"
+    # The server swaps in a release signed by a key the client does not trust,
+    # and lists it: the client skips it and says why.
+    forged = make_bundle("forged", version="9.9.9", key=make_key("mallory"))
+    target = published / "releases/sonic/9.9.9/1.dsse.json"
+    target.parent.mkdir(parents=True)
+    target.write_bytes((forged / "release.dsse.json").read_bytes())
+    listing = json.loads((published / LISTING_NAME).read_text())
+    listing["releases"].append({"path": "releases/sonic/9.9.9/1.dsse.json"})
+    (published / LISTING_NAME).write_text(json.dumps(listing))
+    reg2 = Registry(http_url, _trust(trust_file))
+    assert {s.release.version for s in reg2.releases()} == {"1.0.0", "1.2.0", "1.3.0"}
+    assert any("9.9.9" in p and "unknown key" in p for p in reg2.problems)
+    forged_unet = hash_file(forged / "unet.safetensors").sha256
+    assert reg2.lookup(forged_unet) == ()
+
+
+def test_remote_registry_is_read_only(
+    http_url: str, trust_file: Path, two_versions: list[Path]
+) -> None:
+    from sonic_registry.errors import UsageError
+
+    reg = Registry(http_url, _trust(trust_file))
+    with pytest.raises(UsageError, match="read-only"):
+        reg.add(two_versions[0] / "release.dsse.json")
+
+
+# --- command line ---------------------------------------------------------------------
+
+
+def test_cli_registry_commands(tmp_path: Path, trust_file: Path, two_versions: list[Path]) -> None:
+    runner = CliRunner()
+    reg = str(tmp_path / "reg")
+    common = ["--registry", reg, "--trust", str(trust_file)]
+    out = runner.invoke(
+        main, ["registry", "add", *[str(b / "release.dsse.json") for b in two_versions], *common]
+    )
+    assert out.exit_code == 0, out.output
+    assert "added: sonic@1.3.0#1 (official)" in out.stdout
+    out = runner.invoke(main, ["registry", "list", *common, "--json"])
+    data = json.loads(out.stdout)
+    assert [r["release_id"] for r in data["releases"]] == [
+        "dice-talk@1.0.0#1",
+        "sonic@1.2.0#1",
+        "sonic@1.3.0#1",
+    ]
+    out = runner.invoke(main, ["registry", "show", "sonic", "1.2.0", *common])
+    assert out.exit_code == 0 and "audio_encoder: audio2token.safetensors" in out.stdout
+    assert "step 50000" in out.stdout
+    out = runner.invoke(main, ["registry", "show", "sonic", "7.0", *common])
+    assert out.exit_code == 2 and "no release sonic@7.0" in out.stderr
+    out = runner.invoke(main, ["registry", "rebuild-index", *common])
+    assert out.exit_code == 0 and "indexed 3 release(s)" in out.stdout
+    out = runner.invoke(
+        main, ["registry", "list", "--registry", str(tmp_path / "nope"), "--trust", str(trust_file)]
+    )
+    assert out.exit_code == 2 and "not a registry" in out.stderr
