@@ -27,8 +27,10 @@ from sonic_registry.cli import main
 from sonic_registry.errors import (
     BadSignatureError,
     DigestMismatchError,
+    ExpiredReleaseError,
     InvalidKeyError,
     InvalidManifest,
+    RevokedKeyError,
     SonicRegistryError,
     UnlistedFileError,
     UnsafePathError,
@@ -642,3 +644,51 @@ def test_bundle_parser_fails_only_with_invalid_manifest(data: bytes) -> None:
         OmsBundle.from_json(data, "m.sig")
     except InvalidManifest as exc:
         assert "\n" not in str(exc)
+
+
+def test_verify_with_the_trust_store(
+    tmp_path: Path, official_key: Keys, ec_key: Keys, make_key: Callable[..., Keys]
+) -> None:
+    from sonic_registry.trust import TrustStore
+
+    root = _model(tmp_path / "m")
+    sig = tmp_path / "m.sig"
+    export_oms(root, ec_key.key_path, sig)
+    store = (
+        TrustStore()
+        .with_key(official_key.private.public, ["official"], name="release")
+        .with_key(ec_key.private.public, ["community"], name="hub-mirror")
+    )
+    store.save(tmp_path / "trust.json")
+    result = CliRunner().invoke(
+        main, ["verify", str(root), "--oms", str(sig), "--trust", str(tmp_path / "trust.json")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "  signed by: hub-mirror (community)\n" in result.output
+    verified = verify_oms(root, sig, store)
+    assert (verified.signer, verified.channel) == ("hub-mirror", "community")
+
+    with pytest.raises(RevokedKeyError, match="revoked key hub-mirror"):
+        verify_oms(root, sig, store.with_revoked(ec_key.keyid))
+    expired = store.with_key(
+        ec_key.private.public, ["community"], name="old", expires="2020-01-01T00:00:00Z"
+    )
+    with pytest.raises(ExpiredReleaseError, match="expired"):
+        verify_oms(root, sig, expired)
+    other = make_key("stranger", algorithm="ecdsa-p256")
+    with pytest.raises(UnsignedReleaseError, match="does not hold"):
+        verify_oms(root, sig, TrustStore().with_key(other.private.public, ["official"]))
+    result = CliRunner().invoke(
+        main,
+        [
+            "verify",
+            str(root),
+            "--oms",
+            str(sig),
+            "--trust",
+            str(tmp_path / "trust.json"),
+            "--public-key",
+            str(ec_key.pub_path),
+        ],
+    )
+    assert result.exit_code == 2 and "or a --trust store" in result.output

@@ -82,19 +82,27 @@ def export_oms(
 
 @handle_errors
 def run_verify_oms(
-    model_dir: Path, oms: Path, public_keys: tuple[Path, ...], *, json_output: bool
+    model_dir: Path,
+    oms: Path,
+    public_keys: tuple[Path, ...],
+    trust_path: Path | None = None,
+    *,
+    json_output: bool,
 ) -> None:
-    """``verify MODEL_DIR --oms SIG --public-key PEM``: called by the ``verify`` command."""
+    """``verify MODEL_DIR --oms SIG (--public-key PEM | --trust trust.json)``."""
     from ..errors import UsageError
     from ..interop.oms import verify_oms
+    from ..trust import TrustStore
 
-    if len(public_keys) != 1:
+    if (len(public_keys), trust_path is not None) not in ((1, False), (0, True)):
         raise UsageError(
             "--public-key",
-            f"--oms needs exactly one --public-key (the ECDSA key that signed), "
-            f"found {len(public_keys)}",
+            "--oms needs exactly one --public-key (the ECDSA key that signed) or a --trust "
+            f"store, found {len(public_keys)} key(s)"
+            + (" and a trust store" if trust_path is not None else ""),
         )
-    result = verify_oms(model_dir, oms, public_keys[0])
+    key = TrustStore.load(trust_path) if trust_path is not None else public_keys[0]
+    result = verify_oms(model_dir, oms, key)
     if json_output:
         emit_json(result.to_dict())
         return
@@ -104,6 +112,8 @@ def run_verify_oms(
         f"({result.method} serialization{size}): {len(result.files)} files, "
         f"{result.resources} digests"
     )
+    channel = f" ({result.channel})" if result.channel else ""
+    click.echo(f"  signed by: {result.signer}{channel}")
     click.echo(f"  root sha256 {result.root_digest}")
     for name in result.files:
         click.echo(f"  covers: {name}")

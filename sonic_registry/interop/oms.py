@@ -20,13 +20,16 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..canonical import canonical_bytes
 from ..errors import (
     BadSignatureError,
     DigestMismatchError,
+    ExpiredReleaseError,
     InvalidKeyError,
     InvalidManifest,
+    RevokedKeyError,
     SonicRegistryError,
     UnlistedFileError,
     UnreadableInputError,
@@ -46,6 +49,9 @@ from ._oms_format import (
     check_relative_path,
 )
 from ._oms_tree import ModelFile, ModelTree, compute_digests, expected_names, raise_all, scan
+
+if TYPE_CHECKING:
+    from ..trust import TrustedKey, TrustStore
 
 __all__ = [
     "MAX_SIGNATURE_BYTES",
@@ -78,10 +84,16 @@ class OmsVerification:
     files: tuple[str, ...]
     resources: int
     ignored: tuple[str, ...]
+    #: the trust store's name for the key, or "pinned" for a key given directly
+    signer: str = "pinned"
+    #: "official" / "community" from the key's trust-store roles; None when pinned
+    channel: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
             "ok": True,
+            "signer": self.signer,
+            "channel": self.channel,
             "model_dir": str(self.model_dir),
             "signature": str(self.signature),
             "model_name": self.model_name,
@@ -177,32 +189,43 @@ def _git_ignores(statement_names: Sequence[str]) -> list[str]:
 def verify_oms(
     model_dir: str | Path,
     signature: str | Path,
-    public_key: str | Path | PublicKey,
+    public_key: str | Path | PublicKey | TrustStore,
     *,
     threads: int | None = None,
 ) -> OmsVerification:
     """Verify ``model_dir`` against an OMS key signature; raise on any mismatch.
 
+    ``public_key`` is the ECDSA key that signed (a PEM path or a loaded key), or
+    a :class:`TrustStore`, whose unrevoked, unexpired ECDSA key named by the
+    bundle's key hint is used (and its role reported as the channel).
+
     Raises :class:`UsageError` subclasses (exit 2) for unreadable or malformed
     input and :class:`VerificationError` subclasses (exit 1) for the verdict;
-    all file problems come
-    at once, as ``.problems`` of the one exception raised.
+    all file problems come at once, as ``.problems`` of the one exception raised.
     """
+    from ..trust import TrustStore
+
     root = Path(model_dir)
     sig_path = Path(signature)
     where = str(sig_path)
     if not root.is_dir():
         raise UnreadableInputError(str(root), "expected a model directory")
-    key = public_key if isinstance(public_key, PublicKey) else load_public_key(public_key)
-    _require_ecdsa(
-        key.algorithm, "--public-key" if isinstance(public_key, PublicKey) else str(public_key)
-    )
+    trusted: TrustedKey | None = None
+    if isinstance(public_key, TrustStore):
+        store = public_key
+    else:
+        key = public_key if isinstance(public_key, PublicKey) else load_public_key(public_key)
+        label = "--public-key" if isinstance(public_key, PublicKey) else str(public_key)
+        _require_ecdsa(key.algorithm, label)
 
     # Step 1: parse the bundle (structure only; nothing in it is trusted yet).
     bundle = OmsBundle.from_json(_read_signature(sig_path), where)
 
     # Step 2: the key. The hint is only a name, but a wrong one says clearly
     # "signed by another key" instead of "bad signature".
+    if isinstance(public_key, TrustStore):
+        trusted = _key_from_trust(store, bundle, where)
+        key = trusted.public
     hint = key_hint(key)
     if bundle.key_hint is not None and bundle.key_hint != hint:
         raise UnsignedReleaseError(
@@ -298,7 +321,39 @@ def verify_oms(
         files=tuple(signed_files),
         resources=len(signed),
         ignored=tree.ignored,
+        signer=trusted.label if trusted is not None else "pinned",
+        channel=_channel(trusted),
     )
+
+
+def _channel(trusted: TrustedKey | None) -> str | None:
+    if trusted is None:
+        return None
+    return "official" if "official" in trusted.roles else "community"
+
+
+def _key_from_trust(store: TrustStore, bundle: OmsBundle, where: str) -> TrustedKey:
+    """The trust store's ECDSA key that the bundle names, if it may still sign."""
+    from datetime import UTC, datetime
+
+    ecdsa = [k for k in store.keys.values() if k.public.algorithm == "ecdsa-p256"]
+    if bundle.key_hint is None:
+        # Old bundles name no key: the one whose signature verifies is the signer.
+        message = pae(bundle.payload_type, bundle.payload)
+        ecdsa = [k for k in ecdsa if k.public.verify(bundle.signature, message)]
+    else:
+        ecdsa = [k for k in ecdsa if key_hint(k.public) == bundle.key_hint]
+    if not ecdsa:
+        raise UnsignedReleaseError(
+            where, "signed by a key the trust store does not hold (OMS needs an ECDSA key)"
+        )
+    found = ecdsa[0]
+    # Step 2a: a revoked or expired key signs nothing, whatever the file says.
+    if found.keyid in store.revoked:
+        raise RevokedKeyError(where, f"signed by revoked key {found.label}")
+    if found.expired(datetime.now(UTC)):
+        raise ExpiredReleaseError(where, f"key {found.label} expired at {found.expires}")
+    return found
 
 
 def _tree_size(tree: ModelTree, name: str) -> int:
