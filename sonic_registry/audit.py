@@ -754,7 +754,7 @@ def generation_record(
         },
         "components": components,
         "runtime": {**_versions(), **(runtime or {})},
-        "device": device,
+        "device": str(device),
         "params": dict(params),
         "duration": duration,
         "warnings": list(warnings),
