@@ -34,6 +34,7 @@ signed sha256 and size (:mod:`sonic_registry.lfs`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -55,6 +56,8 @@ __all__ = [
     "HookUsageError",
     "Trust",
     "find_bundles",
+    "find_workflows",
+    "is_workflow",
     "main",
     "no_pickle",
     "verify_repo",
@@ -171,9 +174,7 @@ class Trust:
         from .trust import TrustStore
 
         store = TrustStore.load(self.trust_path) if self.trust_path else TrustStore()
-        for p in self.public_keys:
-            store = store.with_key(load_public_key(p), ("official", "community"), name="pinned")
-        return store
+        return store.with_pinned(load_public_key(p) for p in self.public_keys)
 
 
 # --- the verdict cache ------------------------------------------------------------
@@ -543,9 +544,99 @@ def no_pickle(files: Iterable[str]) -> list[str]:
 # --- workflows --------------------------------------------------------------------
 
 
-def workflows(files: Iterable[str], trust: Trust) -> list[str]:
-    """Placeholder until the resolver lands: see docs/precommit.md."""
-    raise HookUsageError("the workflows hook needs sonic_registry.resolver, not available yet")
+def is_workflow(path: str | Path) -> bool:
+    """A ComfyUI workflow (UI or API JSON) or a ``pipeline.toml``-style graph, by content."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if p.name in (ENVELOPE_NAME, TOML_NAME) or suffix not in (".json", ".toml"):
+        return False
+    try:
+        if p.stat().st_size > 64 << 20:
+            return False
+        data = p.read_bytes()
+        if suffix == ".toml":
+            import tomllib
+
+            return isinstance(tomllib.loads(data.decode("utf-8")).get("nodes"), dict)
+        from .workflows.comfyui import is_api_format, is_ui_format
+
+        doc = json.loads(data)
+    except (OSError, ValueError, RecursionError):
+        return False
+    return is_ui_format(doc) or is_api_format(doc)
+
+
+def find_workflows(under: Sequence[Path] = (Path("."),)) -> list[str]:
+    names = _git_files(under)
+    if names is None:
+        names = []
+        for top in under:
+            for dirpath, dirnames, filenames in os.walk(top):
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                names.extend(os.path.join(dirpath, f) for f in filenames)
+    return sorted(n for n in names if is_workflow(n))
+
+
+def workflows(
+    files: Iterable[str],
+    trust: Trust,
+    *,
+    registry: str | None = None,
+    models_dir: Path = Path("."),
+    bundles: Sequence[Path] = (),
+    stat_cache: StatCache | None = None,
+) -> list[str]:
+    """Each workflow resolves to one release (resolver) and its params are in range.
+
+    Releases come from ``registry`` when given, else from the signed bundles of
+    the repository itself (``bundles``), verified with the hook's trust input.
+    """
+    import tempfile
+
+    from .errors import SonicRegistryError
+    from .params import check_params
+    from .registry import Registry, open_registry
+    from .resolver import analyze_graph
+    from .workflows import load_graph
+
+    store = trust.load()
+    out: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="sonic-hook-") as tmp:
+        if registry is not None:
+            reg = open_registry(registry, store)
+        else:
+            reg = Registry(Path(tmp) / "registry", store)
+            for root in bundles:
+                # A bundle whose envelope does not verify is the verify hook's to
+                # report; here its files simply stay unknown, hence refused.
+                with contextlib.suppress(SonicRegistryError):
+                    reg.add(root / ENVELOPE_NAME, record_serial=False)
+        try:
+            for f in files:
+                try:
+                    res = analyze_graph(load_graph(f), reg, models_dir, stat_cache=stat_cache)
+                except SonicRegistryError as exc:
+                    out += _lines(exc)
+                    continue
+                out += [str(p) for p in res.problems]
+                if res.problems or res.release is None:
+                    continue
+                # Only parameters the release signs ranges for are judged; the others
+                # (seed, fps, ...) are data assumptions the resolver already reports.
+                release = res.release.release
+                ranged = {k: v for k, v in res.params.items() if k in release.params}
+                try:
+                    report = check_params(release, ranged)
+                except SonicRegistryError as exc:
+                    out += [f"{f}: {line}" for line in _lines(exc)]
+                    continue
+                except ExceptionGroup as group:
+                    out += [f"{f}: {e}" for e in group.exceptions]
+                    continue
+                out += [f"{f}: {c.message}" for c in report.errors]
+        finally:
+            reg.close()
+    return out
 
 
 # --- command line -----------------------------------------------------------------
@@ -588,7 +679,19 @@ def _parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("workflows", help="workflows resolve to one release with valid params")
     trust_args(w)
-    w.add_argument("files", nargs="*")
+    w.add_argument("--registry", help="registry directory or URL (default: the repo's bundles)")
+    w.add_argument(
+        "--models-dir",
+        type=Path,
+        default=Path("."),
+        help="folder the workflows' file names are relative to (default: the repo root)",
+    )
+    w.add_argument("--cache-dir", type=Path, help="default: $GIT_DIR/sonic-registry")
+    w.add_argument(
+        "files",
+        nargs="*",
+        help="workflow files to check (default: every workflow in the repo)",
+    )
     return parser
 
 
@@ -608,7 +711,20 @@ def run(argv: Sequence[str]) -> list[str]:
         return no_pickle(args.files)
     trust = _trust_from(args)
     if args.hook == "workflows":
-        return workflows(args.files, trust)
+        from .digest import StatCache
+
+        cache = StatCache((args.cache_dir or default_cache_dir()) / "statcache.json")
+        files = [f for f in args.files if is_workflow(f)] if args.files else find_workflows()
+        found = workflows(
+            files,
+            trust,
+            registry=args.registry,
+            models_dir=args.models_dir,
+            bundles=find_bundles() if args.registry is None else (),
+            stat_cache=cache,
+        )
+        cache.save()
+        return found
     caches = Caches()
     if not args.no_cache:
         caches = Caches.open(args.cache_dir or default_cache_dir())

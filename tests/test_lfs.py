@@ -51,7 +51,10 @@ def test_extension_keys_are_accepted_in_order() -> None:
         (V + b"oid sha256:" + OID.encode() + b"\nsize 7", ""),
         (V + b"oid sha256:" + OID.encode() + b"\r\nsize 7\n", "line 2"),
         (V + b"oid sha256:" + OID.encode() + b"\nsize 7\nzzz 1\n", "zzz"),
-        (b"version https://example.com/spec\noid sha256:" + OID.encode() + b"\nsize 7\n", "version"),
+        (
+            b"version https://example.com/spec\noid sha256:" + OID.encode() + b"\nsize 7\n",
+            "version",
+        ),
         (V + b"oid sha256:" + OID.encode() + b"\nsize 7\n" + b"x" * 1024, ""),
     ],
 )
