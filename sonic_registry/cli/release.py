@@ -14,6 +14,7 @@ from ._common import emit_json, handle_errors, json_option
 from .keys import passphrase_options, read_passphrase, signing_key_option
 
 if TYPE_CHECKING:
+    from ..signing import PublicKey
     from ..trust import TrustStore
 
 __all__ = ["init", "load_trust", "progress_bar", "sign", "trust_options", "verify"]
@@ -185,15 +186,12 @@ def verify(
         return run_verify_oms(model_dir, oms, public_keys, trust_path, json_output=json_output)
     from ..bundle import verify_bundle
 
-    if not model_dir.is_dir():
-        from ..errors import UnreadableInputError
-
-        raise UnreadableInputError(str(model_dir), "expected a model directory")
-    store = load_trust(trust_path, public_keys)
-    with progress_bar(_dir_bytes(model_dir), "verifying") as prog:
+    store, pinned = load_trust(trust_path, public_keys)
+    with progress_bar(_dir_bytes(model_dir) if model_dir.is_dir() else 0, "verifying") as prog:
         verified = verify_bundle(
             model_dir,
             store,
+            public_keys=pinned,
             allow_unsigned=allow_unsigned,
             record_serial=not no_record,
             progress=prog,
