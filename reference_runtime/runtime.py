@@ -1,0 +1,383 @@
+"""``generate``: verify, resolve, check, load, run, write, measure, log, in that order.
+
+Nothing runs before every check that can refuse it has passed:
+
+1. every bundle involved is verified against the trust store (signatures,
+   threshold, expiry, revocation, rollback, every file's digest);
+2. the runtime's own graph (encoder -> decoder -> renderer) is resolved against
+   a registry: all components must come from one release (or the newer one's
+   signed ``compatible_with``), sit on slots of their interface, and the
+   release must accept this runtime's version;
+3. the parameters and the requested duration are checked against the release's
+   signed ranges and the audio file's measured length;
+4. weights are loaded only through :func:`sonic_registry.loader.load_state_dict_verified`
+   (one read hashes and builds the tensors: a file swapped after step 1 fails here);
+5. the video is written, its audio/visual sync measured from the file, and a
+   generation record appended to the hash-chained audit log.
+
+``allow_mixed_unsafe`` turns a mixed-release refusal (and only that) into a
+loud warning that is also written to the audit record.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from sonic_registry.bundle import VerifiedRelease, verify_bundle
+from sonic_registry.errors import (
+    IncompatibleRuntimeError,
+    MixedReleaseError,
+    SonicRegistryError,
+    UsageError,
+)
+from sonic_registry.trust import TrustStore
+
+from . import FPS, __version__
+from .sync import SyncResult
+
+__all__ = [
+    "DEFAULT_PARAMS",
+    "ROLES",
+    "GenerateRequest",
+    "GenerateResult",
+    "generate",
+    "load_trust_store",
+]
+
+#: The runtime's graph, in the order data flows.
+ROLES = ("audio_encoder", "motion_decoder", "renderer")
+DEFAULT_PARAMS: Mapping[str, int | float] = MappingProxyType(
+    {"inference_steps": 25, "dynamic_scale": 1.0, "motion_scale": 1.0, "min_resolution": 256}
+)
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """Everything one ``generate`` run needs; paths are as the user gave them."""
+
+    bundle: Path
+    image: Path
+    audio: Path
+    out: Path
+    trust: Path | None = None
+    public_keys: tuple[Path, ...] = ()
+    components: Mapping[str, Path] = field(default_factory=dict)  # role -> another bundle
+    registry: Path | None = None
+    device: str = "auto"
+    params: Mapping[str, int | float | str] = field(default_factory=dict)
+    duration: float | None = None
+    allow_mixed_unsafe: bool = False
+    allow_unsigned: bool = False
+    audit_log: Path = Path("generations.jsonl")
+    runtime_version: str = __version__
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    output: Path
+    release_id: str
+    label: str  # official / non-official / unverified
+    device: str
+    frames: int
+    sync: SyncResult
+    warnings: tuple[str, ...]
+    unsafe: tuple[str, ...]  # mixed-release problems overridden by the caller
+    audit_seq: int
+    envelope: np.ndarray  # per-frame audio energy (for plots)
+    mouth: np.ndarray  # per-frame mouth opening measured from the video
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "output": str(self.output),
+            "release": self.release_id,
+            "label": self.label,
+            "device": self.device,
+            "frames": self.frames,
+            "sync": self.sync.to_dict(),
+            "warnings": list(self.warnings),
+            "unsafe": list(self.unsafe),
+            "audit_seq": self.audit_seq,
+        }
+
+
+def load_trust_store(trust: Path | None, public_keys: tuple[Path, ...]) -> TrustStore:
+    """The trust store file, plus pinned keys (trusted for both channels)."""
+    from sonic_registry.signing import load_public_key
+
+    pinned = [load_public_key(p) for p in public_keys]
+    if trust is None and not pinned:
+        raise UsageError("", "no trusted keys: give --trust trust.json or --public-key KEY.pub")
+    if trust is None:
+        return TrustStore.from_public_keys(pinned)
+    store = TrustStore.load(trust)
+    for key in pinned:
+        store = store.with_key(key, ("official", "community"), name="pinned")
+    return store
+
+
+def _verify_all(
+    req: GenerateRequest, store: TrustStore, echo: Echo
+) -> tuple[VerifiedRelease, dict[str, VerifiedRelease]]:
+    """Step 1: every bundle involved verifies; role -> the verified release it comes from."""
+    main = verify_bundle(req.bundle, store, allow_unsigned=req.allow_unsigned)
+    echo(f"verified {req.bundle}: {main.release.release_id} ({_label(main.channel)})")
+    sources = {role: main for role in ROLES}
+    for role, other in req.components.items():
+        if role not in ROLES:
+            raise UsageError(
+                "--component", f"expected a role among {', '.join(ROLES)}, found {role!r}"
+            )
+        verified = verify_bundle(other, store, allow_unsigned=req.allow_unsigned)
+        echo(f"verified {other}: {verified.release.release_id} ({_label(verified.channel)})")
+        sources[role] = verified
+    for role, verified in sources.items():
+        if role not in verified.release.components:
+            raise UsageError(
+                str(verified.root), f"{verified.release.release_id} has no {role} component"
+            )
+    return main, sources
+
+
+def _label(channel: str) -> str:
+    from sonic_registry.resolver import CHANNEL_LABELS
+
+    return CHANNEL_LABELS.get(channel, channel)
+
+
+def _runtime_graph(sources: Mapping[str, VerifiedRelease], models_dir: Path) -> Any:
+    """The graph this runtime is about to run, as the resolver sees pipelines."""
+    from sonic_registry.workflows.graph import Graph, Link, Node, WeightRef
+
+    nodes = {role: Node(id=role, type=f"reference_runtime.{role}") for role in ROLES}
+    weights = []
+    for role in ROLES:
+        verified = sources[role]
+        component = verified.release.components[role]
+        for name in component.paths:
+            rel = os.path.relpath(verified.root.resolve() / name, models_dir)
+            weights.append(
+                WeightRef(
+                    node=role,
+                    node_type=f"reference_runtime.{role}",
+                    slot="weights",
+                    path=Path(rel).as_posix(),
+                    expected_role=role,
+                    interface=component.interface,
+                )
+            )
+    # Only the token edge joins two components with the same interface; the
+    # renderer consumes the decoder's motion, which is not a component slot.
+    links = (Link("audio_encoder", "tokens", "motion_decoder", "tokens"),)
+    return Graph(
+        source=f"reference_runtime {__version__} graph",
+        format="pipeline.toml",
+        nodes=MappingProxyType(nodes),
+        links=links,
+        weights=tuple(weights),
+    )
+
+
+def _resolve(
+    req: GenerateRequest,
+    store: TrustStore,
+    sources: Mapping[str, VerifiedRelease],
+    stack: ExitStack,
+    echo: Echo,
+) -> tuple[str, tuple[str, ...]]:
+    """Step 2: resolve the graph; returns (channel, overridden mixed-release lines)."""
+    from sonic_registry.registry import Registry
+    from sonic_registry.resolver import analyze_graph
+
+    roots = {v.root.resolve() for v in sources.values()}
+    models_dir = Path(os.path.commonpath([str(r) for r in roots]))
+    if req.registry is not None:
+        registry = stack.enter_context(Registry(req.registry, store))
+    else:
+        # No registry given: the releases being run are the registry.
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sonic-rt-")))
+        registry = stack.enter_context(Registry(tmp / "registry", store))
+        for verified in {id(v): v for v in sources.values()}.values():
+            if verified.channel != "unverified":
+                registry.add(verified.envelope.to_json(), record_serial=False)
+    resolution = analyze_graph(
+        _runtime_graph(sources, models_dir),
+        registry,
+        models_dir,
+        runtime_version=req.runtime_version,
+        allow_unsigned=req.allow_unsigned,
+    )
+    mixed = [p for p in resolution.problems if isinstance(p, MixedReleaseError)]
+    others = [p for p in resolution.problems if not isinstance(p, MixedReleaseError)]
+    if mixed and req.allow_mixed_unsafe and not others:
+        # The resolver skips the runtime check when no single release was
+        # chosen; every release involved must still accept this runtime.
+        _check_runtime_each(sources, req.runtime_version)
+        unsafe = tuple(f"UNSAFE (--allow-mixed-unsafe): {p}" for p in mixed)
+        for line in unsafe:
+            echo(line)
+        return resolution.channel, unsafe
+    resolution.raise_for_problems()
+    echo(f"resolved graph: one release, {resolution.label}")
+    return resolution.channel, ()
+
+
+def _check_runtime_each(sources: Mapping[str, VerifiedRelease], runtime_version: str) -> None:
+    from packaging.specifiers import SpecifierSet
+
+    for verified in sources.values():
+        spec = verified.release.runtime.get("reference_runtime")
+        if spec is not None and not SpecifierSet(spec).contains(runtime_version, prereleases=True):
+            raise IncompatibleRuntimeError(
+                str(verified.root),
+                f"reference_runtime {runtime_version} cannot load "
+                f"{verified.release.release_id}: it needs reference_runtime {spec}",
+            )
+
+
+def _check_params(
+    req: GenerateRequest, main: VerifiedRelease, echo: Echo
+) -> tuple[Any, dict[str, Any]]:
+    """Step 3: signed ranges and the measured audio length."""
+    from sonic_registry.params import check_params
+
+    params: dict[str, Any] = {**DEFAULT_PARAMS, **req.params}
+    report = check_params(main.release, params, audio=req.audio, duration=req.duration)
+    report.raise_for_errors()
+    for item in report.warnings:
+        echo(f"warning: {item.message}")
+    echo(f"params ok: {', '.join(f'{k}={v}' for k, v in params.items())}")
+    return report, params
+
+
+def generate(req: GenerateRequest, *, echo: Echo = lambda line: None) -> GenerateResult:
+    """Run the whole checked pipeline; raises a library error on the first refusal."""
+    import torch
+
+    from sonic_registry.audit import AuditLog, generation_record
+    from sonic_registry.loader import load_state_dict_verified, resolve_device
+
+    from .engine import Models, generate_frames
+    from .media import decode_audio, load_image, read_video, write_video
+    from .model import AudioEncoder, MotionDecoder, Renderer, frame_count
+    from .sync import audio_envelope, measure_offset, mouth_opening
+
+    store = load_trust_store(req.trust, req.public_keys)
+    with ExitStack() as stack:
+        main, sources = _verify_all(req, store, echo)
+        channel, unsafe = _resolve(req, store, sources, stack, echo)
+    report, params = _check_params(req, main, echo)
+    device = resolve_device(req.device)
+    models = Models(AudioEncoder(), MotionDecoder(), Renderer())
+    modules: dict[str, torch.nn.Module] = {
+        "audio_encoder": models.encoder,
+        "motion_decoder": models.decoder,
+        "renderer": models.renderer,
+    }
+    for role, module in modules.items():
+        # Parameters live on the device first, so the verified tensors are
+        # copied once (pinned host buffer -> device) and never back.
+        module.to(device).eval()
+        load_state_dict_verified(module, sources[role], role, device=device)
+    echo(f"loaded {len(modules)} verified components on {device}")
+    audio = decode_audio(req.audio)
+    frames = frame_count(len(audio))
+    image = load_image(req.image, int(params["min_resolution"]))
+    output = generate_frames(
+        models,
+        image,
+        audio,
+        frames=frames,
+        inference_steps=int(params["inference_steps"]),
+        dynamic_scale=float(params["dynamic_scale"]),
+        motion_scale=float(params["motion_scale"]),
+        device=device,
+    )
+    write_video(req.out, output.frames, audio)
+    renderer = models.renderer
+    decoded = read_video(req.out)
+    mouth = mouth_opening(
+        decoded,
+        _floats4(renderer.mouth_geometry),
+        _floats3(renderer.mouth_color),
+        _floats2(renderer.head_gain),
+    )
+    envelope = audio_envelope(audio, len(mouth))
+    sync = measure_offset(envelope, mouth)
+    echo(
+        f"wrote {req.out}: {frames} frames at {FPS} fps, "
+        f"audio/visual offset {sync.offset_text} (correlation {sync.correlation:.2f})"
+    )
+    warnings = tuple(i.message for i in report.warnings) + unsafe
+    record = generation_record(
+        main,
+        params,
+        audio=report.audio or req.audio,
+        duration=req.duration,
+        output=req.out,
+        device=device,
+        warnings=warnings,
+        runtime={"reference_runtime": req.runtime_version},
+    )
+    for role, verified in sources.items():
+        if verified is not main:
+            comp = verified.release.components[role]
+            record["components"][role] = {
+                "paths": {n: verified.files[n].sha256 for n in comp.paths},
+                "interface": comp.interface,
+                "training_step": comp.training_step,
+                "release": verified.release.release_id,
+                "manifest_sha256": verified.manifest_digest,
+            }
+    record["label"] = _label(channel)
+    record["sync"] = {**sync.to_dict(), "method": "audio RMS envelope vs mouth area in video"}
+    if unsafe:
+        record["unsafe_mixed_releases"] = list(unsafe)
+    appended = AuditLog(req.audit_log).append(record)
+    echo(f"audit record #{appended.seq} appended to {req.audit_log}")
+    return GenerateResult(
+        output=req.out,
+        release_id=main.release.release_id,
+        label=_label(channel),
+        device=device,
+        frames=frames,
+        sync=sync,
+        warnings=warnings,
+        unsafe=unsafe,
+        audit_seq=appended.seq,
+        envelope=envelope,
+        mouth=mouth,
+    )
+
+
+def _floats(t: Any, n: int) -> tuple[float, ...]:
+    values = tuple(float(v) for v in t.detach().cpu().tolist())
+    if len(values) != n:
+        raise SonicRegistryError("renderer", f"expected {n} values, found {len(values)}")
+    return values
+
+
+def _floats2(t: Any) -> tuple[float, float]:
+    a, b = _floats(t, 2)
+    return (a, b)
+
+
+def _floats3(t: Any) -> tuple[float, float, float]:
+    a, b, c = _floats(t, 3)
+    return (a, b, c)
+
+
+def _floats4(t: Any) -> tuple[float, float, float, float]:
+    a, b, c, d = _floats(t, 4)
+    return (a, b, c, d)
