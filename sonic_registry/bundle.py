@@ -39,7 +39,7 @@ from .formats import is_weight_file
 from .manifest import PREDICATE_TYPE, Release, check_relative_path, parse_time
 from .schema import validate
 from .signing import Envelope, PrivateKey, PublicKey
-from .trust import TrustStore
+from .trust import TrustStore, resolve_trust
 
 __all__ = [
     "ENVELOPE_NAME",
@@ -562,7 +562,7 @@ def verify_bundle(
     base = Path(root)
     if not base.is_dir():
         raise UnreadableInputError(str(base), "expected a model directory")
-    store = _trust_from(trust, public_keys)
+    store = resolve_trust(trust, public_keys)
     env_path = Path(envelope) if envelope is not None else base / ENVELOPE_NAME
     statement = verify_envelope(env_path, store, allow_unsigned=allow_unsigned, now=now)
     problems, warnings = _check_files(base, statement.subjects, progress=progress, threads=threads)
@@ -580,17 +580,3 @@ def verify_bundle(
         root=base,
         warnings=tuple(warnings),
     )
-
-
-def _trust_from(trust: TrustStore | str | Path | None, keys: Iterable[PublicKey]) -> TrustStore:
-    pinned = list(keys)
-    if trust is None:
-        if not pinned:
-            raise UnreadableInputError(
-                "", "no trusted keys: give --trust trust.json or --public-key KEY.pub"
-            )
-        return TrustStore.from_public_keys(pinned)
-    store = trust if isinstance(trust, TrustStore) else TrustStore.load(trust)
-    for k in pinned:
-        store = store.with_key(k, ("official", "community"), name="pinned")
-    return store

@@ -23,7 +23,7 @@ from .manifest import parse_time
 from .schema import validate
 from .signing import PublicKey, public_key_from_pem
 
-__all__ = ["ROLES", "TrustStore", "TrustedKey", "release_key"]
+__all__ = ["ROLES", "TrustStore", "TrustedKey", "release_key", "resolve_trust"]
 
 ROLES = ("official", "community")
 
@@ -78,8 +78,7 @@ class TrustStore:
     @classmethod
     def from_public_keys(cls, keys: Iterable[PublicKey]) -> TrustStore:
         """Keys pinned on the command line: trusted for both channels, threshold 1."""
-        trusted = {k.keyid: TrustedKey(k, ROLES, name="pinned") for k in keys}
-        return cls(keys=MappingProxyType(trusted))
+        return cls().with_pinned(keys)
 
     @classmethod
     def from_dict(cls, data: Any, *, where: str = "trust.json") -> TrustStore:
@@ -157,6 +156,13 @@ class TrustStore:
         keys[public.keyid] = TrustedKey(public, tuple(sorted(set(roles))), name, expires)
         return replace(self, keys=MappingProxyType(keys))
 
+    def with_pinned(self, keys: Iterable[PublicKey]) -> TrustStore:
+        """Add keys the caller pinned directly (``--public-key``) for both channels."""
+        store = self
+        for k in keys:
+            store = store.with_key(k, ROLES, name=f"pinned:{k.keyid[:16]}")
+        return store
+
     def with_revoked(self, keyid: str) -> TrustStore:
         return replace(self, revoked=self.revoked | {keyid})
 
@@ -206,5 +212,24 @@ class TrustStore:
                 current.with_serial(model, version, serial).save()
 
 
+def resolve_trust(
+    trust: TrustStore | str | Path | None, public_keys: Iterable[PublicKey] = ()
+) -> TrustStore:
+    """The store a verifier uses: ``trust.json`` (or a store) plus any pinned keys.
+
+    Having neither is a usage error: verifying against nobody proves nothing.
+    """
+    pinned = list(public_keys)
+    if trust is None:
+        if not pinned:
+            raise UnreadableInputError(
+                "", "no trusted keys: give --trust trust.json or --public-key KEY.pub"
+            )
+        return TrustStore.from_public_keys(pinned)
+    store = trust if isinstance(trust, TrustStore) else TrustStore.load(trust)
+    return store.with_pinned(pinned)
+
+
 def now_utc() -> datetime:
+    """The current time, timezone-aware (what expiry checks compare against)."""
     return datetime.now(UTC)

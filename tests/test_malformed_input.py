@@ -386,4 +386,5 @@ def test_ecdsa_keys_sign_and_verify(make_bundle, make_key) -> None:
     root = make_bundle(key=ecdsa)
     envelope = Envelope.load(root / "release.dsse.json")
     assert base64.b64encode(envelope.signatures[0].sig)
-    assert verify_bundle(root, public_keys=[ecdsa.private.public]).signers == ("pinned",)
+    signers = verify_bundle(root, public_keys=[ecdsa.private.public]).signers
+    assert signers == (f"pinned:{ecdsa.keyid[:16]}",)

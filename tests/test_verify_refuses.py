@@ -287,7 +287,8 @@ def test_payload_reserialised_after_signing(make_bundle, official_key) -> None:
     with pytest.raises(BadSignatureError) as exc:
         _verify(root, official_key)
     assert str(exc.value).endswith(
-        "signature by pinned does not match the payload (edited or re-serialised after signing)"
+        f"signature by pinned:{official_key.keyid[:16]} does not match the payload "
+        "(edited or re-serialised after signing)"
     )
 
 

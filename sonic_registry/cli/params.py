@@ -98,11 +98,9 @@ def check_params_command(
         if model_version:
             raise UsageError("--release", f"unexpected arguments {' '.join(model_version)}")
         assert release_dir is not None
-        store, pinned = load_trust(trust_path, public_keys)
         verified = verify_bundle(
             release_dir,
-            store,
-            public_keys=pinned,
+            load_trust(trust_path, public_keys),
             allow_unsigned=allow_unsigned,
             record_serial=False,
         )

@@ -35,16 +35,7 @@ def registry_option(fn: Any) -> Any:
 
 
 def _trust(trust_path: Path | None, public_keys: tuple[Path, ...]) -> TrustStore:
-    from ..errors import UsageError
-    from ..trust import TrustStore
-
-    store, pinned = load_trust(trust_path, public_keys)
-    if store is None and not pinned:
-        raise UsageError("", "no trusted keys: give --trust trust.json or --public-key KEY.pub")
-    store = store or TrustStore.from_public_keys(pinned)
-    for key in pinned if trust_path is not None else ():
-        store = store.with_key(key, ("official", "community"), name="pinned")
-    return store
+    return load_trust(trust_path, public_keys)
 
 
 def _open(location: str, trust_path: Path | None, public_keys: tuple[Path, ...]) -> Registry:

@@ -14,7 +14,6 @@ from ._common import emit_json, handle_errors, json_option
 from .keys import passphrase_options, read_passphrase, signing_key_option
 
 if TYPE_CHECKING:
-    from ..signing import PublicKey
     from ..trust import TrustStore
 
 __all__ = ["init", "load_trust", "progress_bar", "sign", "trust_options", "verify"]
@@ -41,14 +40,12 @@ def trust_options(fn: Any) -> Any:
     return fn
 
 
-def load_trust(
-    trust_path: Path | None, public_keys: tuple[Path, ...]
-) -> tuple[TrustStore | None, list[PublicKey]]:
+def load_trust(trust_path: Path | None, public_keys: tuple[Path, ...]) -> TrustStore:
+    """The trust store named by ``--trust`` plus every ``--public-key``."""
     from ..signing import load_public_key
-    from ..trust import TrustStore
+    from ..trust import resolve_trust
 
-    store = TrustStore.load(trust_path) if trust_path is not None else None
-    return store, [load_public_key(p) for p in public_keys]
+    return resolve_trust(trust_path, [load_public_key(p) for p in public_keys])
 
 
 @contextmanager
@@ -186,12 +183,15 @@ def verify(
         return run_verify_oms(model_dir, oms, public_keys, trust_path, json_output=json_output)
     from ..bundle import verify_bundle
 
-    store, pinned = load_trust(trust_path, public_keys)
-    with progress_bar(_dir_bytes(model_dir) if model_dir.is_dir() else 0, "verifying") as prog:
+    if not model_dir.is_dir():
+        from ..errors import UnreadableInputError
+
+        raise UnreadableInputError(str(model_dir), "expected a model directory")
+    store = load_trust(trust_path, public_keys)
+    with progress_bar(_dir_bytes(model_dir), "verifying") as prog:
         verified = verify_bundle(
             model_dir,
             store,
-            public_keys=pinned,
             allow_unsigned=allow_unsigned,
             record_serial=not no_record,
             progress=prog,
