@@ -23,10 +23,12 @@ bytes aside to ``<log>.torn-<time>`` and says so. Recovery is never implicit.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,8 +83,29 @@ def head_path(log: str | Path) -> Path:
     return Path(f"{log}.head.json")
 
 
-def _lock(log: Path, timeout: float) -> FileLock:
-    return FileLock(f"{log}.lock", timeout=timeout)
+@contextlib.contextmanager
+def _locked(log: Path, timeout: float, *, optional: bool = False) -> Iterator[None]:
+    """Hold the writers' lock ``<log>.lock``; its problems become one-line errors.
+
+    ``optional``: for readers of a read-only copy (an auditor's), where no lock
+    file can be created and no writer can be appending either.
+    """
+    lock = FileLock(f"{log}.lock", timeout=timeout)
+    try:
+        lock.acquire()
+    except Timeout as exc:  # before OSError: Timeout is a TimeoutError
+        raise UnreadableInputError(
+            f"{log}.lock", f"could not lock the log within {timeout} s"
+        ) from exc
+    except OSError as exc:
+        if not optional:
+            raise UnreadableInputError(f"{log}.lock", f"cannot lock: {exc.strerror}") from exc
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 # -- records --------------------------------------------------------------------
@@ -178,16 +201,11 @@ class AuditLog:
         clash = [k for k in _RESERVED if k in fields]
         if clash:
             raise UsageError(str(self.path), f"record fields {clash} are reserved for the chain")
-        try:
-            with _lock(self.path, self.lock_timeout):
-                record = self._append_locked(fields)
-                if self.signing_key is not None:
-                    _write_head(self.path, record, self.signing_key)
-                return record
-        except Timeout as exc:
-            raise UnreadableInputError(
-                f"{self.path}.lock", f"could not lock the log within {self.lock_timeout} s"
-            ) from exc
+        with _locked(self.path, self.lock_timeout):
+            record = self._append_locked(fields)
+            if self.signing_key is not None:
+                _write_head(self.path, record, self.signing_key)
+            return record
 
     def _append_locked(self, fields: Mapping[str, Any]) -> Record:
         created = not self.path.exists()
@@ -271,24 +289,21 @@ def recover(path: str | Path, *, lock_timeout: float = 60.0) -> Recovery:
     log = Path(path)
     if not log.is_file():
         raise UnreadableInputError(str(log), "no such log file")
-    try:
-        with _lock(log, lock_timeout), open(log, "r+b") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size == 0 or os.pread(fh.fileno(), 1, size - 1) == b"\n":
-                return Recovery(str(log), 0, None)
-            keep = _end_of_last_complete_line(fh.fileno(), size)
-            torn = os.pread(fh.fileno(), size - keep, keep)
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-            target = Path(f"{log}.torn-{stamp}")
-            # Save the torn bytes first: if we crash between the two steps the
-            # bytes exist twice, never zero times.
-            atomic_write_bytes(target, torn)
-            fh.truncate(keep)
-            fh.flush()
-            os.fsync(fh.fileno())
-            return Recovery(str(log), len(torn), str(target))
-    except Timeout as exc:
-        raise UnreadableInputError(f"{log}.lock", "could not lock the log") from exc
+    with _locked(log, lock_timeout), open(log, "r+b") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0 or os.pread(fh.fileno(), 1, size - 1) == b"\n":
+            return Recovery(str(log), 0, None)
+        keep = _end_of_last_complete_line(fh.fileno(), size)
+        torn = os.pread(fh.fileno(), size - keep, keep)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        target = Path(f"{log}.torn-{stamp}")
+        # Save the torn bytes first: if we crash between the two steps the
+        # bytes exist twice, never zero times.
+        atomic_write_bytes(target, torn)
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+        return Recovery(str(log), len(torn), str(target))
 
 
 def _end_of_last_complete_line(fd: int, size: int) -> int:
@@ -404,7 +419,12 @@ class _Entry:
     error: _BadLine | None
 
 
-def verify_log(path: str | Path, public_key: PublicKey | str | Path | None = None) -> LogReport:
+def verify_log(
+    path: str | Path,
+    public_key: PublicKey | str | Path | None = None,
+    *,
+    lock_timeout: float = 60.0,
+) -> LogReport:
     """Check every line of the log and the hash chain; name the line of each break.
 
     With ``public_key`` the signed head must exist and verify; without it a head
@@ -412,26 +432,36 @@ def verify_log(path: str | Path, public_key: PublicKey | str | Path | None = Non
     signature is not, which the report notes.
     """
     log = Path(path)
-    entries: list[_Entry] = []
-    for number, line, complete in _lines(log):
-        digest = hashlib.sha256(line).hexdigest()
-        if not complete:
-            err = _BadLine(
-                "truncated",
-                f"torn last line ({len(line)} bytes, no trailing newline): an interrupted "
-                "write or a truncated file; `sonic-registry audit recover` moves it aside",
-            )
-            entries.append(_Entry(number, digest, None, err))
-            continue
+    hp = head_path(log)
+    # Lines and head are read under the writers' lock: an append in progress
+    # would otherwise look like a torn line, or a head ahead of the file.
+    reading = _locked(log, lock_timeout, optional=True) if log.is_file() else nullcontext()
+    with reading:
+        entries = [_entry(number, line, complete) for number, line, complete in _lines(log)]
         try:
-            entries.append(_Entry(number, digest, _parse_line(line), None))
-        except _BadLine as exc:
-            entries.append(_Entry(number, digest, None, exc))
+            head = hp.read_bytes() if hp.exists() else None
+        except OSError as exc:
+            raise UnreadableInputError(str(hp), f"cannot read: {exc.strerror}") from exc
     problems = _check_chain(entries)
     notes: list[str] = []
-    head_seq, signer = _check_head(log, entries, public_key, problems, notes)
+    head_seq, signer = _check_head(hp, head, entries, public_key, problems, notes)
     problems.sort(key=lambda p: p.line)
     return LogReport(str(log), len(entries), tuple(problems), head_seq, signer, tuple(notes))
+
+
+def _entry(number: int, line: bytes, complete: bool) -> _Entry:
+    digest = hashlib.sha256(line).hexdigest()
+    if not complete:
+        err = _BadLine(
+            "truncated",
+            f"torn last line ({len(line)} bytes, no trailing newline): an interrupted "
+            "write or a truncated file; `sonic-registry audit recover` moves it aside",
+        )
+        return _Entry(number, digest, None, err)
+    try:
+        return _Entry(number, digest, _parse_line(line), None)
+    except _BadLine as exc:
+        return _Entry(number, digest, None, exc)
 
 
 def _check_chain(entries: Sequence[_Entry]) -> list[LogProblem]:
@@ -559,7 +589,7 @@ def _write_head(log: Path, record: Record, key: PrivateKey) -> Path:
 def sign_head(path: str | Path, key: PrivateKey, *, lock_timeout: float = 60.0) -> Path:
     """Sign the current last record of an existing log; returns the head file's path."""
     log = Path(path)
-    with _lock(log, lock_timeout):
+    with _locked(log, lock_timeout):
         last: Record | None = None
         for number, line, complete in _lines(log):
             if not complete:
@@ -593,7 +623,8 @@ def _head_fields(payload: bytes, where: Path) -> tuple[int | None, str | None]:
 
 
 def _check_head(
-    log: Path,
+    hp: Path,
+    data: bytes | None,
     entries: Sequence[_Entry],
     public_key: PublicKey | str | Path | None,
     problems: list[LogProblem],
@@ -601,17 +632,12 @@ def _check_head(
 ) -> tuple[int | None, str | None]:
     from .signing import Envelope, PublicKey, load_public_key
 
-    hp = head_path(log)
-    if not hp.exists():
+    if data is None:
         if public_key is not None:
             problems.append(LogProblem(0, "head", f"{hp}: no signed head, but a key was given"))
         else:
             notes.append("no signed head: removing records from the end would go unnoticed")
         return None, None
-    try:
-        data = hp.read_bytes()
-    except OSError as exc:
-        raise UnreadableInputError(str(hp), f"cannot read: {exc.strerror}") from exc
     envelope = Envelope.from_json(data, where=str(hp))
     signer: str | None = None
     if public_key is not None:

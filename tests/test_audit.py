@@ -317,6 +317,12 @@ def test_concurrent_writer_processes(tmp_path: Path, make_key) -> None:
     ]
     for p in procs:
         p.start()
+    # A verifier running meanwhile reads under the writers' lock: it never sees
+    # a half-written line or a head ahead of the file.
+    while any(p.is_alive() for p in procs):
+        if log.exists():
+            during = verify_log(log)
+            assert during.ok, [str(p) for p in during.problems]
     for p in procs:
         p.join(120)
         assert p.exitcode == 0
