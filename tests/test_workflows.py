@@ -156,3 +156,14 @@ def test_fuzz_mutated_real_workflows_never_crash(seed: int, which: Path) -> None
 def test_fuzz_pipeline_toml_text(text: str) -> None:
     with contextlib.suppress(SonicRegistryError):
         parse_graph_bytes(text.encode(), source="pipeline.toml")
+
+
+def test_cycle_is_named_even_with_nodes_downstream_of_it() -> None:
+    body = {
+        "1": {"class_type": "A", "inputs": {"x": ["2", 0]}},
+        "2": {"class_type": "B", "inputs": {"y": ["3", 0]}},
+        "3": {"class_type": "C", "inputs": {"y": ["1", 0]}},
+        "4": {"class_type": "D", "inputs": {"z": ["1", 0]}},
+    }
+    with pytest.raises(InvalidGraph, match=r"cycle between nodes 3 -> 2 -> 1 -> 3"):
+        parse_graph_bytes(json.dumps(body).encode(), source="c.json")

@@ -151,30 +151,48 @@ def check_structure(source: str, nodes: Mapping[str, Node], links: Iterable[Link
                 f"no output slot {link.src_slot}",
             )
         successors[link.src].append(link.dst)
-    # Step 3: no cycles (iterative three-colour DFS).
-    white, grey, black = 0, 1, 2
-    colour = dict.fromkeys(nodes, white)
-    for start in nodes:
-        if colour[start] != white:
-            continue
-        stack: list[tuple[str, int]] = [(start, 0)]
-        colour[start] = grey
-        while stack:
-            node_id, index = stack[-1]
-            nexts = successors[node_id]
-            if index < len(nexts):
-                stack[-1] = (node_id, index + 1)
-                child = nexts[index]
-                if colour[child] == grey:
-                    path = [n for n, _ in stack]
-                    cycle = [*path[path.index(child) :], child]
-                    raise _fail(source, f"cycle between nodes {' -> '.join(cycle)}")
-                if colour[child] == white:
-                    colour[child] = grey
-                    stack.append((child, 0))
-            else:
-                colour[node_id] = black
-                stack.pop()
+    # Step 3: no cycles. Kahn's algorithm peels off nodes with no incoming
+    # link; whatever is left sits on (or behind) a cycle, which we then name.
+    indegree = dict.fromkeys(nodes, 0)
+    for targets in successors.values():
+        for dst in targets:
+            indegree[dst] += 1
+    ready = [n for n, d in indegree.items() if d == 0]
+    done = 0
+    while ready:
+        node_id = ready.pop()
+        done += 1
+        for dst in successors[node_id]:
+            indegree[dst] -= 1
+            if indegree[dst] == 0:
+                ready.append(dst)
+    if done < len(nodes):
+        raise _fail(source, f"cycle between nodes {' -> '.join(_find_cycle(successors, indegree))}")
+
+
+def _find_cycle(successors: Mapping[str, list[str]], indegree: Mapping[str, int]) -> list[str]:
+    """Name one cycle among the nodes Kahn's algorithm could not remove.
+
+    Each such node still has a predecessor among them, so walking backwards
+    from any of them must revisit a node: that loop is a cycle.
+    """
+    left = {n for n, d in indegree.items() if d > 0}
+    predecessor: dict[str, str] = {}
+    for src, targets in successors.items():
+        if src in left:
+            for dst in targets:
+                if dst in left:
+                    predecessor.setdefault(dst, src)
+    node = next(iter(left))
+    seen: dict[str, int] = {}
+    path: list[str] = []
+    while node not in seen:
+        seen[node] = len(path)
+        path.append(node)
+        node = predecessor[node]
+    cycle = path[seen[node] :]
+    cycle.reverse()
+    return [*cycle, cycle[0]]
 
 
 def connected_to(
