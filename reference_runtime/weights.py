@@ -210,6 +210,9 @@ def write_bundle(directory: str | Path, version: str) -> Path:
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     for role, tensors in build_weights(spec).items():
-        save_file(tensors, str(root / FILES[role]), metadata={"role": role, "version": version})
+        # One metadata entry only: safetensors writes metadata from a hash map,
+        # so several entries would come out in varying order (varying digests).
+        meta = {"component": f"sonic-reference {version} {role}"}
+        save_file(tensors, str(root / FILES[role]), metadata=meta)
     (root / "release.toml").write_text(release_toml(spec), encoding="utf-8")
     return root

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 import warnings
@@ -214,17 +215,54 @@ def convert_checkpoint(
     return ConvertResult(src, digest, dst, len(tensors), metadata)
 
 
+def _safetensors_header(tensors: Mapping[str, Any], metadata: Mapping[str, str]) -> bytes:
+    """The header with sorted keys, so the same checkpoint always gives the same bytes.
+
+    (``safetensors.save_file`` writes metadata from a hash map, in varying order.)
+    Tensors are laid out widest dtype first, so every tensor stays aligned.
+    """
+    from .loader import DTYPES
+
+    by_torch = {torch_name: name for name, (_, torch_name, _) in DTYPES.items()}
+    header: dict[str, Any] = {"__metadata__": dict(metadata)}
+    offset = 0
+    for name in _layout(tensors):
+        t = tensors[name]
+        dtype = by_torch.get(str(t.dtype).removeprefix("torch."))
+        if dtype is None:
+            raise UsageError(name, f"dtype {t.dtype} has no safetensors equivalent")
+        size = t.numel() * t.element_size()
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + size],
+        }
+        offset += size
+    raw = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    return len(raw).to_bytes(8, "little") + raw
+
+
+def _layout(tensors: Mapping[str, Any]) -> list[str]:
+    return sorted(tensors, key=lambda n: (-tensors[n].element_size(), n))
+
+
 def _write_atomic(tensors: dict[str, Any], dst: Path, metadata: dict[str, str]) -> None:
-    from safetensors.torch import save_file
+    import torch
 
     directory = dst.parent if str(dst.parent) else Path(".")
     if not directory.is_dir():
         raise UnreadableInputError(str(directory), "no such directory")
+    header = _safetensors_header(tensors, metadata)
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=directory)
-    os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb+") as fh:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(header)
+            for name in _layout(tensors):
+                t = tensors[name]
+                if t.numel():
+                    fh.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+            fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, dst)

@@ -61,6 +61,26 @@ def test_zip_checkpoint_converts_and_records_source(tmp_path: Path) -> None:
     assert torch.equal(load_file_verified(out, hash_file(out))["steps"], torch.arange(5))
 
 
+def test_output_is_byte_identical_for_the_same_checkpoint(tmp_path: Path) -> None:
+    src = tmp_path / "mixed.pth"
+    tensors = {
+        "b16": torch.randn(3, 2).bfloat16(),
+        "scalar": torch.tensor(2.5, dtype=torch.float64),
+        "flags": torch.tensor([True, False]),
+        "bytes": torch.arange(7, dtype=torch.uint8),
+        "empty": torch.zeros(0, 3),
+        "f32": torch.randn(5),
+    }
+    torch.save(tensors, src)
+    convert_checkpoint(src, tmp_path / "one.safetensors")
+    convert_checkpoint(src, tmp_path / "two.safetensors")
+    one = (tmp_path / "one.safetensors").read_bytes()
+    assert one == (tmp_path / "two.safetensors").read_bytes()
+    got = load_file(str(tmp_path / "one.safetensors"))
+    for name, tensor in tensors.items():
+        assert got[name].dtype == tensor.dtype and torch.equal(got[name], tensor), name
+
+
 def test_legacy_pickle_and_json_output(tmp_path: Path) -> None:
     src = tmp_path / "old.pt"
     torch.save({"w": torch.eye(3)}, src, _use_new_zipfile_serialization=False)
