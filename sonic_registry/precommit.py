@@ -566,6 +566,37 @@ def is_workflow(path: str | Path) -> bool:
     return is_ui_format(doc) or is_api_format(doc)
 
 
+def _lfs_aware(cache_path: Path) -> StatCache:
+    """A stat cache that answers for LFS pointers with the digest they point to.
+
+    The resolver identifies a file by the digest of its bytes; in a checkout
+    where weights are LFS pointers, the bytes a workflow will load are the
+    pointed-to content, whose sha256 is the pointer's oid (git-lfs checks it on
+    download). Pointers are read each time, never stored.
+    """
+    from .digest import FileDigest, StatCache
+    from .lfs import MAX_POINTER_SIZE, read_pointer
+
+    def pointer(file_path: str | Path) -> FileDigest | None:
+        try:
+            if os.stat(file_path).st_size >= MAX_POINTER_SIZE:
+                return None
+            found = read_pointer(file_path)
+        except (OSError, ValueError):
+            return None
+        return FileDigest(found.oid, found.size) if found else None
+
+    class LfsStatCache(StatCache):
+        def get(self, file_path: str | Path) -> FileDigest | None:
+            return pointer(file_path) or super().get(file_path)
+
+        def put(self, file_path: str | Path, digest: FileDigest) -> None:
+            if pointer(file_path) is None:
+                super().put(file_path, digest)
+
+    return LfsStatCache(cache_path)
+
+
 def find_workflows(under: Sequence[Path] = (Path("."),)) -> list[str]:
     names = _git_files(under)
     if names is None:
@@ -599,6 +630,9 @@ def workflows(
     from .resolver import analyze_graph
     from .workflows import load_graph
 
+    files = list(files)
+    if not files:
+        return []
     store = trust.load()
     out: list[str] = []
     with tempfile.TemporaryDirectory(prefix="sonic-hook-") as tmp:
@@ -711,9 +745,7 @@ def run(argv: Sequence[str]) -> list[str]:
         return no_pickle(args.files)
     trust = _trust_from(args)
     if args.hook == "workflows":
-        from .digest import StatCache
-
-        cache = StatCache((args.cache_dir or default_cache_dir()) / "statcache.json")
+        cache = _lfs_aware((args.cache_dir or default_cache_dir()) / "statcache.json")
         files = [f for f in args.files if is_workflow(f)] if args.files else find_workflows()
         found = workflows(
             files,
