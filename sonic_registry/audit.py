@@ -153,7 +153,11 @@ def _parse_line(line: bytes) -> Record:
         raise _BadLine("edited", f"prev: expected 64 hex digits, found {prev!r}")
     # A record is hashed as written; a hand edit that keeps the data but not the
     # canonical bytes (re-indenting, re-ordering keys) still changes the hash.
-    if canonical_bytes(obj) != line:
+    try:
+        canonical = canonical_bytes(obj)
+    except InvalidManifest as exc:  # e.g. integers beyond 2**53, which RFC 8785 refuses
+        raise _BadLine("edited", exc.detail) from None
+    if canonical != line:
         raise _BadLine("edited", "not in canonical JSON form (edited by hand?)")
     fields = {k: v for k, v in obj.items() if k not in _RESERVED}
     return Record(seq, prev, MappingProxyType(fields), line)

@@ -9,6 +9,8 @@ import wave
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sonic_registry.audio import measure_audio
 from sonic_registry.errors import UnreadableInputError
@@ -195,3 +197,34 @@ def test_image_has_no_audio_stream(tmp_path: Path) -> None:
     Image.new("RGB", (8, 8), "white").save(path)
     with pytest.raises(UnreadableInputError, match="no audio stream"):
         measure_audio(path)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    body=st.binary(max_size=120),
+    fmt_tag=st.sampled_from([1, 3, 6, 0xFFFE, 0x11, 0]),
+    channels=st.integers(0, 3),
+    rate=st.sampled_from([0, 1, 16000]),
+    block=st.integers(0, 8),
+    riff=st.sampled_from([b"RIFF", b"RIFX"]),
+)
+def test_hostile_wav_headers_give_one_line_errors_or_a_length(
+    tmp_path_factory: pytest.TempPathFactory,
+    body: bytes,
+    fmt_tag: int,
+    channels: int,
+    rate: int,
+    block: int,
+    riff: bytes,
+) -> None:
+    fmt = struct.pack("<HHIIHH", fmt_tag, channels, rate, rate * block, block, 16)
+    data = riff + b"\xff\xff\xff\x7f" + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
+    data += b"data" + body[:4] + body[4:]
+    path = tmp_path_factory.mktemp("wav") / "x.wav"
+    path.write_bytes(data)
+    try:
+        info = measure_audio(path)
+    except UnreadableInputError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert info.duration > 0 and math.isfinite(info.duration)

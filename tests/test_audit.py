@@ -453,3 +453,45 @@ def test_cli_show_and_find(logged: dict[str, Any]) -> None:
     logged["video"].write_bytes(b"re-encoded")
     nothing = run("audit", "find", str(logged["video"]), "--log", str(logged["log"]))
     assert nothing.exit_code == 1 and "no record" in nothing.stdout
+
+
+junk_line = st.one_of(
+    st.binary(max_size=80).map(lambda b: b.replace(b"\n", b"")),
+    st.builds(
+        lambda seq, prev, extra: canonical_bytes({"seq": seq, "prev": prev, "x": extra}),
+        st.one_of(st.integers(-3, 10), st.booleans(), st.text(max_size=3)),
+        st.one_of(st.just(GENESIS), st.text(alphabet="0123456789abcdef", max_size=64)),
+        st.one_of(st.none(), st.floats(allow_nan=False), st.text(max_size=5)),
+    ),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(lines=st.lists(junk_line, max_size=8), torn=st.booleans())
+def test_verify_never_crashes_on_hostile_logs(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[bytes], torn: bool
+) -> None:
+    log = tmp_path_factory.mktemp("fuzz") / "g.jsonl"
+    data = b"\n".join(lines) + (b"" if torn or not lines else b"\n")
+    log.write_bytes(data)
+    report = verify_log(log)
+    assert report.records == data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+    for problem in report.problems:
+        assert 0 <= problem.line <= report.records + 1 and "\n" not in problem.message
+
+
+def test_cli_through_the_real_executable(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("sonic-registry")
+    log = tmp_path / "g.jsonl"
+    fill(log, 3)
+    ok = subprocess.run([exe, "audit", "verify", str(log)], capture_output=True, text=True)
+    assert ok.returncode == 0 and "ok, 3 record(s)" in ok.stdout
+    raw = lines_of(log)
+    write_lines(log, [raw[0], raw[2], raw[1]])
+    bad = subprocess.run([exe, "audit", "verify", str(log)], capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert bad.stdout.splitlines()[0].startswith(f"{log}: line 2: lines 2 and 3 are swapped")
+    assert "Traceback" not in bad.stderr
