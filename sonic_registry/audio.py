@@ -12,8 +12,9 @@ measured from the samples, never taken from a file name or a tag:
   track) is decoded with PyAV (the ``audio`` extra; libav is bundled in its
   wheels, no ``ffmpeg`` binary is needed) and the decoded samples are counted,
   because container headers of compressed formats are often estimates.
-  AAC pads to whole 1024-sample frames, so AAC lengths can run up to one frame
-  long; FLAC, Opus and MP3 (gapless) count exactly.
+  FLAC, Opus and MP3 (LAME gapless header) count exactly; AAC keeps its
+  priming and frame padding, so AAC/M4A files measure about 64 ms long at
+  16 kHz (see docs/params.md).
 
 A missing, empty, truncated or non-audio file raises
 :class:`~sonic_registry.errors.UnreadableInputError` with one line naming the
