@@ -233,5 +233,5 @@ def test_hostile_wav_headers_give_one_line_errors_or_a_length(
 @needs_av
 def test_mp3_with_gapless_header_counts_exactly(tmp_path: Path) -> None:
     info = measure_audio(encode(tmp_path / "speech.mp3", "mp3", "libmp3lame", 16000 * 2 + 77))
-    assert info.codec == "mp3"
+    assert info.codec.startswith("mp3")
     assert info.samples == 16000 * 2 + 77
