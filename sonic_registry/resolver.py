@@ -303,14 +303,18 @@ def analyze_graph(
             )
         picked.append((ref, sha, best))
     if known and chosen is None:
-        newest = max(pool.values(), key=_release_order)
+        newest = max(pool.values(), key=_release_order).release
+        others = sorted(
+            {f"{s.release.model} {s.release.version}" for s in pool.values()}
+            - {f"{newest.model} {newest.version}"}
+        )
         parts = sorted({_part(ref, m) for ref, _, m in picked if m is not None})
         problems.append(
             MixedReleaseError(
                 graph.source,
-                ", ".join(parts) + ": releases must not be mixed (and "
-                f"{newest.release.model} {newest.release.version} declares none of the others "
-                "compatible)",
+                ", ".join(parts) + ": releases must not be mixed "
+                f"({newest.model} {newest.version} does not declare "
+                f"{' or '.join(others)} compatible)",
             )
         )
 

@@ -367,8 +367,10 @@ def doctor(
     from rich.table import Table
 
     table = Table(title=f"{models_dir}", title_justify="left")
-    for col in ("file", "release", "role", "channel", "format", "action"):
-        table.add_column(col, overflow="fold")
+    table.add_column("file", no_wrap=True)
+    for col in ("release", "role", "channel", "format"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("action", overflow="fold", min_width=20)
     for row in report.rows:
         d = row.to_dict()
         table.add_row(
@@ -379,7 +381,7 @@ def doctor(
             d["format"],
             d["action"],
         )
-    Console(width=max(100, Console().width)).print(table)
+    Console(width=max(160, Console().width)).print(table)
     if not report.rows:
         click.echo("no weight files found")
     sys.exit(0 if report.ok else 1)

@@ -183,7 +183,7 @@ def _find_cycle(successors: Mapping[str, list[str]], indegree: Mapping[str, int]
             for dst in targets:
                 if dst in left:
                     predecessor.setdefault(dst, src)
-    node = next(iter(left))
+    node = next(n for n, d in indegree.items() if d > 0)  # graph order: deterministic
     seen: dict[str, int] = {}
     path: list[str] = []
     while node not in seen:
