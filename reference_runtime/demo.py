@@ -34,6 +34,7 @@ from sonic_registry.errors import (
     VerificationError,
 )
 
+from . import __version__
 from .runtime import GenerateRequest, GenerateResult, generate
 
 __all__ = ["MARKER", "DemoConfig", "run_demo"]
@@ -102,6 +103,26 @@ def _cli(args: list[str]) -> tuple[int, str]:
     return proc.returncode, (proc.stdout + proc.stderr).rstrip()
 
 
+def _command(req: GenerateRequest) -> str:
+    """The ``python -m reference_runtime generate`` line that does what ``req`` does."""
+    parts = ["python -m reference_runtime generate", f"--bundle {req.bundle}"]
+    parts += [f"--component {role}={path}" for role, path in req.components.items()]
+    parts += [f"--image {req.image}", f"--audio {req.audio}", f"--out {req.out}"]
+    if req.trust is not None:
+        parts.append(f"--trust {req.trust}")
+    if req.registry is not None:
+        parts.append(f"--registry {req.registry}")
+    parts += [f"--{k.replace('_', '-')} {v}" for k, v in req.params.items()]
+    if req.duration is not None:
+        parts.append(f"--duration {req.duration:g}")
+    parts.append(f"--audit-log {req.audit_log}")
+    if req.allow_mixed_unsafe:
+        parts.append("--allow-mixed-unsafe")
+    if req.runtime_version != __version__:
+        parts.append(f"--runtime-version {req.runtime_version}  # pretend to be older code")
+    return " ".join(parts)
+
+
 def run_demo(cfg: DemoConfig, *, echo: Echo = print) -> bool:
     from sonic_registry.bundle import sign_bundle
     from sonic_registry.registry import Registry
@@ -166,6 +187,7 @@ def run_demo(cfg: DemoConfig, *, echo: Echo = print) -> bool:
     )
 
     def run(req: GenerateRequest) -> GenerateResult:
+        echo(f"  $ {_command(req)}")
         return generate(req, echo=lambda line: echo(f"    {line}"))
 
     # --- 2. the consistent release ---------------------------------------------------

@@ -156,7 +156,9 @@ def _label(channel: str) -> str:
     return CHANNEL_LABELS.get(channel, channel)
 
 
-def _runtime_graph(sources: Mapping[str, VerifiedRelease], models_dir: Path) -> Any:
+def _runtime_graph(
+    sources: Mapping[str, VerifiedRelease], models_dir: Path, runtime_version: str
+) -> Any:
     """The graph this runtime is about to run, as the resolver sees pipelines."""
     from sonic_registry.workflows.graph import Graph, Link, Node, WeightRef
 
@@ -181,7 +183,7 @@ def _runtime_graph(sources: Mapping[str, VerifiedRelease], models_dir: Path) -> 
     # renderer consumes the decoder's motion, which is not a component slot.
     links = (Link("audio_encoder", "tokens", "motion_decoder", "tokens"),)
     return Graph(
-        source=f"reference_runtime {__version__} graph",
+        source=f"reference_runtime {runtime_version} graph",
         format="pipeline.toml",
         nodes=MappingProxyType(nodes),
         links=links,
@@ -212,7 +214,7 @@ def _resolve(
             if verified.channel != "unverified":
                 registry.add(verified.envelope.to_json(), record_serial=False)
     resolution = analyze_graph(
-        _runtime_graph(sources, models_dir),
+        _runtime_graph(sources, models_dir, req.runtime_version),
         registry,
         models_dir,
         runtime_version=req.runtime_version,
