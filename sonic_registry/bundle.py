@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .canonical import canonical_bytes, loads_strict
-from .digest import SHARD_SIZE, FileDigest, sharded_digests
+from .digest import SHARD_SIZE, FileDigest, blake3_available, blake3_file, sharded_digests
 from .errors import (
     BadSignatureError,
     DigestMismatchError,
@@ -32,6 +32,7 @@ from .errors import (
     UnreadableInputError,
     UnsafePathError,
     UnsignedReleaseError,
+    UsageError,
     VerificationError,
 )
 from .fileio import atomic_write_bytes
@@ -70,6 +71,7 @@ class SubjectDigest:
     size: int
     shard_size: int = SHARD_SIZE
     shards: tuple[str, ...] = ()
+    blake3: str | None = None  # signed only by `sign --blake3`; verify prefers it
 
     @property
     def file(self) -> FileDigest:
@@ -194,7 +196,8 @@ def build_statement(release: Release, files: Mapping[str, SubjectDigest]) -> dic
         annotations: dict[str, Any] = {"size": d.size}
         if d.shards:
             annotations["shards"] = {"size": d.shard_size, "sha256": list(d.shards)}
-        subjects.append({"name": name, "digest": {"sha256": d.sha256}, "annotations": annotations})
+        digest = {"sha256": d.sha256} | ({"blake3": d.blake3} if d.blake3 else {})
+        subjects.append({"name": name, "digest": digest, "annotations": annotations})
     return {
         "_type": STATEMENT_TYPE,
         "subject": subjects,
@@ -209,6 +212,7 @@ def _digest_bundle(
     progress: Progress | None,
     threads: int | None,
     shard_size: int,
+    with_blake3: bool,
 ) -> dict[str, SubjectDigest]:
     digests = sharded_digests(
         [root / n for n in names],
@@ -217,9 +221,10 @@ def _digest_bundle(
         threads=threads,
         progress=progress,
     )
+    b3 = [blake3_file(root / n, threads=threads)[0] for n in names] if with_blake3 else None
     return {
-        n: SubjectDigest(d.sha256, d.size, d.shard_size, d.shards)
-        for n, d in zip(names, digests, strict=True)
+        n: SubjectDigest(d.sha256, d.size, d.shard_size, d.shards, b3[i] if b3 else None)
+        for i, (n, d) in enumerate(zip(names, digests, strict=True))
     }
 
 
@@ -231,13 +236,18 @@ def sign_bundle(
     threads: int | None = None,
     now: datetime | None = None,
     shard_size: int = SHARD_SIZE,
+    blake3: bool = False,
 ) -> tuple[Path, Envelope, bool]:
     """Sign ``root/release.toml`` + every file; returns (path, envelope, added_to_existing).
 
     When ``release.dsse.json`` already holds the same statement, the signature
     is added to it (threshold signing); when the content changed, the serial
     must have been bumped, so an old and a new manifest never share a serial.
+    ``blake3=True`` also signs each file's BLAKE3 digest (needs the ``blake3``
+    extra), which verifiers with BLAKE3 installed check instead of SHA-256.
     """
+    if blake3 and not blake3_available():
+        raise UsageError("--blake3", "the blake3 package is not installed: pip install blake3")
     base = Path(root)
     if not base.is_dir():
         raise UnreadableInputError(str(base), "expected a model directory")
@@ -268,7 +278,7 @@ def sign_bundle(
                     f"expected a file in the bundle, found no {name!r}",
                     path=str(base / TOML_NAME),
                 )
-    digests = _digest_bundle(base, names, progress, threads, shard_size)
+    digests = _digest_bundle(base, names, progress, threads, shard_size, blake3)
     statement = build_statement(release, digests)
     payload = canonical_bytes(statement)
 
@@ -338,7 +348,9 @@ def _parse_subjects(statement: Mapping[str, Any], where: str) -> dict[str, Subje
                     path=where,
                 )
             shard_size, shards = shards_spec["size"], tuple(shards_spec["sha256"])
-        subjects[name] = SubjectDigest(s["digest"]["sha256"], ann["size"], shard_size, shards)
+        subjects[name] = SubjectDigest(
+            s["digest"]["sha256"], ann["size"], shard_size, shards, s["digest"].get("blake3")
+        )
     return subjects
 
 
@@ -464,6 +476,7 @@ def _check_files(
     *,
     progress: Progress | None,
     threads: int | None,
+    prefer_blake3: bool = True,
 ) -> tuple[list[SonicRegistryError], list[str]]:
     problems: list[SonicRegistryError] = []
     real_root = os.path.realpath(root)
@@ -486,8 +499,28 @@ def _check_files(
         present.append(name)
         resolved.append(real)  # hash the confined target itself, not the link
 
-    # Step 7: hash what is left, in parallel: signed shards for big files
-    # (every core busy even on one file), whole-file digests for the rest.
+    # Step 7: hash what is left, in parallel. Files with a signed BLAKE3 digest
+    # are checked with it when BLAKE3 is installed (a tree hash: one file uses
+    # every core); the rest use signed SHA-256 shards for big files and
+    # whole-file SHA-256 otherwise.
+    use_b3 = prefer_blake3 and blake3_available()
+    by_b3 = [
+        (n, r) for n, r in zip(present, resolved, strict=True) if use_b3 and subjects[n].blake3
+    ]
+    for name, real in by_b3:
+        want_b3 = subjects[name].blake3 or ""
+        got_b3, _ = blake3_file(real, threads=threads, progress=progress)
+        if got_b3 != want_b3:
+            problems.append(
+                DigestMismatchError(
+                    name, f"blake3: expected {want_b3[:16]}..., found {got_b3[:16]}..."
+                )
+            )
+    done = {n for n, _ in by_b3}
+    present, resolved = (
+        [n for n in present if n not in done],
+        [r for n, r in zip(present, resolved, strict=True) if n not in done],
+    )
     digests = sharded_digests(
         resolved,
         # a subject signed without shards is hashed whole, whatever its size
@@ -551,6 +584,7 @@ def verify_bundle(
     progress: Progress | None = None,
     threads: int | None = None,
     now: datetime | None = None,
+    prefer_blake3: bool = True,
 ) -> VerifiedRelease:
     """Verify a model directory against its signed ``release.dsse.json``.
 
@@ -565,7 +599,9 @@ def verify_bundle(
     store = resolve_trust(trust, public_keys)
     env_path = Path(envelope) if envelope is not None else base / ENVELOPE_NAME
     statement = verify_envelope(env_path, store, allow_unsigned=allow_unsigned, now=now)
-    problems, warnings = _check_files(base, statement.subjects, progress=progress, threads=threads)
+    problems, warnings = _check_files(
+        base, statement.subjects, progress=progress, threads=threads, prefer_blake3=prefer_blake3
+    )
     _raise_all(problems)
     if record_serial and store.path is not None:
         r = statement.release

@@ -101,9 +101,21 @@ def init(model_dir: Path, model: str, version: str, json_output: bool) -> None:
 @click.argument("model_dir", type=click.Path(file_okay=False, path_type=Path))
 @signing_key_option
 @passphrase_options
+@click.option(
+    "--blake3",
+    "with_blake3",
+    is_flag=True,
+    help="Also sign BLAKE3 digests (extra `blake3`); verifiers that have it check those.",
+)
 @json_option
 @handle_errors
-def sign(model_dir: Path, key_path: Path, passphrase_env: str | None, json_output: bool) -> None:
+def sign(
+    model_dir: Path,
+    key_path: Path,
+    passphrase_env: str | None,
+    with_blake3: bool,
+    json_output: bool,
+) -> None:
     """Sign MODEL_DIR (release.toml + every file) into MODEL_DIR/release.dsse.json.
 
     Signing an unchanged release again with another key adds a signature
@@ -123,7 +135,7 @@ def sign(model_dir: Path, key_path: Path, passphrase_env: str | None, json_outpu
             ) from exc
         raise
     with progress_bar(_dir_bytes(model_dir), "hashing") as progress:
-        out, envelope, added = sign_bundle(model_dir, key, progress=progress)
+        out, envelope, added = sign_bundle(model_dir, key, progress=progress, blake3=with_blake3)
     if json_output:
         emit_json(
             {
@@ -157,6 +169,13 @@ def sign(model_dir: Path, key_path: Path, passphrase_env: str | None, json_outpu
     help="Do not record the serial in the trust store (rollback protection).",
 )
 @click.option(
+    "--digest",
+    type=click.Choice(["auto", "sha256"]),
+    default="auto",
+    show_default=True,
+    help="auto: check signed BLAKE3 digests when blake3 is installed, else SHA-256.",
+)
+@click.option(
     "--oms",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Verify this OpenSSF model_signing signature instead (one --public-key or --trust).",
@@ -169,6 +188,7 @@ def verify(
     public_keys: tuple[Path, ...],
     allow_unsigned: bool,
     no_record: bool,
+    digest: str,
     oms: Path | None,
     json_output: bool,
 ) -> None:
@@ -195,6 +215,7 @@ def verify(
             allow_unsigned=allow_unsigned,
             record_serial=not no_record,
             progress=prog,
+            prefer_blake3=digest == "auto",
         )
     if json_output:
         emit_json({"ok": True, **verified.to_dict()})
