@@ -286,26 +286,31 @@ class VerdictCache:
         self._dirty = False
 
 
-@dataclass
 class Caches:
-    """The hook's two caches, or none (``--no-cache``)."""
+    """The hook's two caches (none with ``--no-cache``); the stat cache loads on first use.
 
-    verdicts: VerdictCache | None = None
-    stats: StatCache | None = None
+    The warm path needs only the verdicts, so the stat cache (and the digest
+    module behind it) is not even imported when every bundle is unchanged.
+    """
 
-    @classmethod
-    def open(cls, directory: Path) -> Caches:
-        from .digest import StatCache
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory
+        self.verdicts = VerdictCache(directory / "verdicts.json") if directory else None
+        self._stats: StatCache | None = None
 
-        return cls(
-            VerdictCache(directory / "verdicts.json"), StatCache(directory / "statcache.json")
-        )
+    @property
+    def stats(self) -> StatCache | None:
+        if self._stats is None and self.directory is not None:
+            from .digest import StatCache
+
+            self._stats = StatCache(self.directory / "statcache.json")
+        return self._stats
 
     def save(self) -> None:
         if self.verdicts is not None:
             self.verdicts.save()
-        if self.stats is not None:
-            self.stats.save()
+        if self._stats is not None:
+            self._stats.save()
 
 
 # --- verify -----------------------------------------------------------------------
@@ -488,6 +493,9 @@ def _check_files(
 
 def _loose_weights(files: Iterable[str], roots: Sequence[Path]) -> list[str]:
     """Changed weight files that lie in no bundle at all: nothing signed vouches for them."""
+    files = list(files)
+    if not files:
+        return []
     from .formats import is_weight_file
 
     bases = [os.path.realpath(r) for r in roots]
@@ -759,7 +767,7 @@ def run(argv: Sequence[str]) -> list[str]:
         return found
     caches = Caches()
     if not args.no_cache:
-        caches = Caches.open(args.cache_dir or default_cache_dir())
+        caches = Caches(args.cache_dir or default_cache_dir())
     bundles = find_bundles(args.under or [Path(".")])
     return verify_repo(bundles, trust, caches=caches, loose=args.files)
 

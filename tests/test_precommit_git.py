@@ -226,3 +226,33 @@ def test_plain_git_hook_without_the_framework(repo: Repo) -> None:
     assert "models/v13/stray.bin: pickle checkpoint (pickle)" in out
     assert "models/v13/stray.bin: weight file is not listed" in out
     assert "commit refused" in out
+
+
+def test_project_config_runs_its_own_hooks_on_its_test_data(tmp_path: Path) -> None:
+    """The project's .pre-commit-config.yaml checks tests/data/precommit (a copy, in tmp)."""
+    env = _env(tmp_path)
+    work = tmp_path / "project"
+    shutil.copytree(PROJECT / "tests" / "data" / "precommit", work / "tests/data/precommit")
+    shutil.copyfile(PROJECT / ".pre-commit-config.yaml", work / ".pre-commit-config.yaml")
+    (work / ".venv").symlink_to(PROJECT / ".venv")
+    (work / ".gitignore").write_text(".venv\n")
+    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "data"]):
+        subprocess.run(["git", *cmd], cwd=work, env=env, check=True, capture_output=True)
+    ids = ["sonic-registry-verify", "sonic-registry-no-pickle", "sonic-registry-workflows"]
+
+    def run_hooks() -> subprocess.CompletedProcess[str]:
+        argv = [str(BIN / "pre-commit"), "run", "--all-files", "--hook-stage", "pre-commit"]
+        results = [
+            subprocess.run([*argv, i], cwd=work, env=env, capture_output=True, text=True)
+            for i in ids
+        ]
+        bad = [r for r in results if r.returncode != 0]
+        return bad[0] if bad else results[0]
+
+    ok = run_hooks()
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    weight = work / "tests/data/precommit/sonic/audio2token.safetensors"
+    weight.write_bytes(weight.read_bytes()[:-4] + b"\0\0\0\0")
+    bad = run_hooks()
+    assert bad.returncode == 1
+    assert "tests/data/precommit/sonic/audio2token.safetensors: sha256: expected" in bad.stdout
