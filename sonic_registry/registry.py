@@ -35,7 +35,7 @@ import sqlite3
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,6 +70,7 @@ RELEASES_DIR = "releases"
 INDEX_NAME = "index.sqlite"
 LISTING_NAME = "releases.json"
 LOCK_NAME = ".registry.lock"
+MEMORY = ":memory:"
 #: Largest envelope / listing a client downloads.
 MAX_DOWNLOAD_BYTES = 16 * 1024 * 1024
 FETCH_TIMEOUT_S = 30.0
@@ -150,6 +151,16 @@ def _envelope_rel(model: str, version: str, serial: int) -> str:
     return f"{RELEASES_DIR}/{model}/{version}/{serial}.dsse.json"
 
 
+def _read_file(path: Path) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(MAX_DOWNLOAD_BYTES + 1)
+    except FileNotFoundError as exc:
+        raise UnreadableInputError(str(path), "no such file") from exc
+    except OSError as exc:
+        raise UnreadableInputError(str(path), f"cannot read: {exc.strerror}") from exc
+
+
 def _connect(path: Path | str) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=60.0, isolation_level=None)
     conn.execute("PRAGMA busy_timeout = 60000")
@@ -215,7 +226,10 @@ class Registry:
         self.problems: list[str] = []  # envelopes skipped while reading, one line each
         self._conn: sqlite3.Connection | None = None
         scheme = urllib.parse.urlsplit(self.location).scheme
-        if scheme in ("http", "https", "file"):
+        if self.location == MEMORY:
+            self._conn = sqlite3.connect(":memory:", isolation_level=None)
+            self._conn.executescript(_SCHEMA)
+        elif scheme in ("http", "https", "file"):
             self._remote_base = self.location.rstrip("/") + "/"
             self._conn = sqlite3.connect(":memory:", isolation_level=None)
             self._conn.executescript(_SCHEMA)
@@ -235,7 +249,7 @@ class Registry:
 
     def _local_root(self) -> Path:
         if self.root is None:
-            raise UsageError(self.location, "a remote registry is read-only")
+            raise UsageError(self.location, "a remote or in-memory registry is read-only")
         return self.root
 
     def _db(self, *, locked: bool = False) -> sqlite3.Connection:
@@ -267,15 +281,45 @@ class Registry:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @classmethod
+    def from_envelopes(cls, envelopes: Iterable[str | Path | bytes], trust: TrustStore) -> Registry:
+        """A read-only, in-memory registry of these signed releases.
+
+        For callers that hold the envelopes themselves, such as a model
+        repository's own ``release.dsse.json`` in the pre-commit hook. Each
+        envelope is verified with ``trust``; one that does not verify raises.
+        """
+        reg = cls(MEMORY, trust)
+        for item in envelopes:
+            if isinstance(item, bytes):
+                data, where = item, "release.dsse.json"
+            else:
+                where = str(item)
+                data = _read_file(Path(item))
+            statement = reg._verify(data, where)
+            r = statement.release
+            reg._remember(_envelope_rel(r.model, r.version, r.serial), data, statement)
+        return reg
+
+    def _remember(self, rel: str, data: bytes, statement: VerifiedStatement) -> None:
+        """Index a verified envelope in memory, keeping the newest serial per model@version."""
+        assert self._conn is not None
+        r = statement.release
+        old = self._conn.execute(
+            "SELECT serial FROM releases WHERE model = ? AND version = ?",
+            (r.model, r.version),
+        ).fetchone()
+        if old is not None and int(old[0]) >= r.serial:
+            return
+        self._envelopes[rel] = data
+        self._verified[rel] = statement
+        with _transaction(self._conn):
+            _index_statement(self._conn, statement, rel, hashlib.sha256(data).hexdigest())
+
     def _read_envelope_bytes(self, rel: str) -> bytes:
-        if self._remote_base is not None:
+        if self.root is None:
             return self._envelopes[rel]
-        path = self._local_root() / rel
-        try:
-            with path.open("rb") as fh:
-                return fh.read(MAX_DOWNLOAD_BYTES + 1)
-        except OSError as exc:
-            raise UnreadableInputError(str(path), f"cannot read: {exc.strerror}") from exc
+        return _read_file(self._local_root() / rel)
 
     def _verify(self, data: bytes, where: str) -> VerifiedStatement:
         from .bundle import verify_envelope
@@ -303,13 +347,11 @@ class Registry:
         if isinstance(envelope, bytes):
             data, where = envelope, "release.dsse.json"
         else:
-            where = str(envelope)
-            try:
-                data = Path(envelope).read_bytes()
-            except FileNotFoundError as exc:
-                raise UnreadableInputError(where, "no such file") from exc
-            except OSError as exc:
-                raise UnreadableInputError(where, f"cannot read: {exc.strerror}") from exc
+            path = Path(envelope)
+            if path.is_dir():  # a signed bundle: take its envelope
+                path = path / "release.dsse.json"
+            where = str(path)
+            data = _read_file(path)
         # Step 1: verify before anything is written (signatures, threshold, expiry,
         # and the trust store's own rollback record).
         statement = self._verify(data, where)
@@ -467,17 +509,7 @@ class Registry:
             if rel != _envelope_rel(r.model, r.version, r.serial):
                 self.problems.append(f"{self.location}/{rel}: skipped: holds {r.release_id}")
                 continue
-            assert self._conn is not None
-            old = self._conn.execute(
-                "SELECT serial FROM releases WHERE model = ? AND version = ?",
-                (r.model, r.version),
-            ).fetchone()
-            if old is not None and int(old[0]) >= r.serial:
-                continue
-            self._envelopes[rel] = data
-            self._verified[rel] = statement
-            with _transaction(self._conn):
-                _index_statement(self._conn, statement, rel, hashlib.sha256(data).hexdigest())
+            self._remember(rel, data, statement)
 
     # -- queries -----------------------------------------------------------------
 

@@ -280,3 +280,39 @@ def test_cli_registry_commands(tmp_path: Path, trust_file: Path, two_versions: l
         main, ["registry", "list", "--registry", str(tmp_path / "nope"), "--trust", str(trust_file)]
     )
     assert out.exit_code == 2 and "not a registry" in out.stderr
+
+
+def test_in_memory_registry_from_envelopes(
+    trust_file: Path,
+    two_versions: list[Path],
+    make_bundle: Callable[..., Path],
+    make_key: Callable[..., Keys],
+) -> None:
+    reg = Registry.from_envelopes(
+        [b / "release.dsse.json" for b in two_versions[:2]], _trust(trust_file)
+    )
+    unet = hash_file(two_versions[1] / "unet.safetensors").sha256
+    assert reg.lookup(unet)[0].statement.release.release_id == "sonic@1.3.0#1"
+    assert [s.release.version for s in reg.releases()] == ["1.2.0", "1.3.0"]
+    stranger = make_bundle("x", version="2.0.0", key=make_key("stranger"))
+    with pytest.raises(UnsignedReleaseError):
+        Registry.from_envelopes([(stranger / "release.dsse.json").read_bytes()], _trust(trust_file))
+
+
+def test_add_accepts_a_bundle_directory(
+    tmp_path: Path, trust_file: Path, two_versions: list[Path]
+) -> None:
+    out = CliRunner().invoke(
+        main,
+        [
+            "registry",
+            "add",
+            str(two_versions[0]),
+            "--registry",
+            str(tmp_path / "reg"),
+            "--trust",
+            str(trust_file),
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    assert "added: sonic@1.2.0#1" in out.stdout

@@ -56,9 +56,7 @@ def registry() -> None:
 
 
 @registry.command("add")
-@click.argument(
-    "envelopes", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
-)
+@click.argument("envelopes", nargs=-1, required=True, type=click.Path(path_type=Path))
 @registry_option
 @trust_options
 @click.option(
@@ -74,7 +72,10 @@ def registry_add(
     no_record_serial: bool,
     json_output: bool,
 ) -> None:
-    """Verify signed releases (release.dsse.json) and store them; refuses serial rollback."""
+    """Verify signed releases and store them; refuses serial rollback.
+
+    Each ENVELOPE is a release.dsse.json, or a signed bundle directory holding one.
+    """
     with _open(registry_location, trust_path, public_keys) as reg:
         results = [reg.add(e, record_serial=not no_record_serial) for e in envelopes]
     if json_output:
