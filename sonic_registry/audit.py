@@ -446,9 +446,14 @@ def verify_log(
             head = hp.read_bytes() if hp.exists() else None
         except OSError as exc:
             raise UnreadableInputError(str(hp), f"cannot read: {exc.strerror}") from exc
-    problems = _check_chain(entries)
+    problems, ambiguous = _check_chain(entries)
     notes: list[str] = []
     head_seq, signer = _check_head(hp, head, entries, public_key, problems, notes)
+    for p in list(problems):
+        # The head says the last line itself changed: then so did its prev, and
+        # the line before it is innocent.
+        if p.kind == "edited" and p.line in ambiguous and ambiguous[p.line] in problems:
+            problems.remove(ambiguous[p.line])
     problems.sort(key=lambda p: p.line)
     return LogReport(str(log), len(entries), tuple(problems), head_seq, signer, tuple(notes))
 
@@ -468,9 +473,14 @@ def _entry(number: int, line: bytes, complete: bool) -> _Entry:
         return _Entry(number, digest, None, exc)
 
 
-def _check_chain(entries: Sequence[_Entry]) -> list[LogProblem]:
-    """Walk the chain in file order; diagnose each break once and resynchronise."""
+def _check_chain(entries: Sequence[_Entry]) -> tuple[list[LogProblem], dict[int, LogProblem]]:
+    """Walk the chain in file order; diagnose each break once and resynchronise.
+
+    Also returns the diagnoses that only the signed head can settle: line ->
+    the problem blamed on the line before it.
+    """
     problems: list[LogProblem] = []
+    ambiguous: dict[int, LogProblem] = {}
     flagged: set[int] = set()
 
     def report(line: int, kind: str, message: str) -> None:
@@ -540,15 +550,25 @@ def _check_chain(entries: Sequence[_Entry]) -> list[LogProblem]:
         elif prev_line in flagged:
             pass  # a consequence of the problem already reported on the line above
         elif r.seq == prev_seq + 1:
-            if prev_line:
+            next_chains_here = (
+                nxt is not None and nxt.record is not None and (nxt.record.prev == e.sha256)
+            )
+            if not prev_line:
+                report(i, "edited", "prev of the first record is not 64 zeros")
+            elif nxt is not None and not next_chains_here:
+                # Neither neighbour chains to this line: its own prev was rewritten.
+                report(i, "edited", "prev changed after it was written (matches no line)")
+            else:
                 report(
                     prev_line,
                     "edited",
                     f"changed after it was written: its sha256 no "
                     f"longer matches the prev of line {i}",
                 )
-            else:
-                report(i, "edited", "prev of the first record is not 64 zeros")
+                if nxt is None:
+                    # Last line: its own prev may be what changed; the signed head,
+                    # if any, decides (see verify_log).
+                    ambiguous[i] = problems[-1]
         elif r.seq > prev_seq + 1:
             missing = prev_seq + 1
             span = f"seq {missing}" if r.seq - 1 == missing else f"seq {missing}-{r.seq - 1}"
@@ -558,7 +578,7 @@ def _check_chain(entries: Sequence[_Entry]) -> list[LogProblem]:
         else:  # pragma: no cover - every case is handled above
             report(i, "edited", "hash chain broken")
         prev_hash, prev_seq, prev_line = e.sha256, r.seq, i
-    return problems
+    return problems, ambiguous
 
 
 # -- signed head ----------------------------------------------------------------------
