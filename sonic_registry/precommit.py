@@ -42,9 +42,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from .bundle import SubjectDigest
@@ -149,9 +148,12 @@ def _display(root: Path, name: str) -> str:
 # --- trust input ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Trust:
-    """The hook's trust input: a trust.json in the repo and/or pinned public keys."""
+class Trust(NamedTuple):
+    """The hook's trust input: a trust.json in the repo and/or pinned public keys.
+
+    A NamedTuple rather than a frozen dataclass: ``dataclasses`` (with
+    ``inspect``) is the largest import left on the warm path.
+    """
 
     trust_path: Path | None = None
     public_keys: tuple[Path, ...] = ()
@@ -316,12 +318,14 @@ class Caches:
 # --- verify -----------------------------------------------------------------------
 
 
-@dataclass
 class _Context:
-    trust: Trust
-    caches: Caches
-    trust_fp: str = ""
-    store: TrustStore | None = field(default=None)
+    """One hook run: its trust input (loaded at most once, and only on a cache miss)."""
+
+    def __init__(self, trust: Trust, caches: Caches, trust_fp: str) -> None:
+        self.trust = trust
+        self.caches = caches
+        self.trust_fp = trust_fp
+        self.store: TrustStore | None = None
 
     def trust_store(self) -> TrustStore:
         if self.store is None:
