@@ -493,3 +493,23 @@ def test_cli_huge_json_exit_2(world: World) -> None:
         "resolve", str(bad), "--registry", str(world.tmp / "reg"), "--trust", str(world.trust_file)
     )
     assert out.returncode == 2 and "larger than" in out.stderr
+
+
+def test_every_combination_of_two_releases_resolves_iff_unmixed(world: World) -> None:
+    import itertools
+
+    names = ("unet.pth", "audio2token.pth", "audio2bucket.pth", "svd_xt_1_1.safetensors")
+    for combo in itertools.product((world.v12, world.v13), repeat=len(names)):
+        for bundle, name in zip(combo, names, strict=True):
+            install(bundle, world.models, only=(name,))
+        res = analyze_graph(load_graph(EXAMPLE), world.registry, world.models)
+        if len(set(combo)) == 1:
+            assert res.ok, [str(p) for p in res.problems]
+            assert res.release is not None
+            assert res.release.release.version == ("1.2.0" if combo[0] == world.v12 else "1.3.0")
+        else:
+            assert [type(p) for p in res.problems] == [MixedReleaseError]
+            text = str(res.problems[0])
+            for bundle, name in zip(combo, names, strict=True):
+                version = "1.2.0" if bundle == world.v12 else "1.3.0"
+                assert f"sonic {version} step" in text and name in text
