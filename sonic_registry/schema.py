@@ -13,6 +13,7 @@ import json
 from importlib import resources
 from typing import Any
 
+from ._schema_fast import conforms
 from .errors import InvalidManifest
 
 __all__ = ["SCHEMAS", "validate"]
@@ -21,11 +22,16 @@ SCHEMAS = ("release-toml", "statement", "envelope", "trust")
 
 
 @functools.cache
+def _schema(name: str) -> Any:
+    text = resources.files("sonic_registry").joinpath(f"schemas/{name}.schema.json").read_text()
+    return json.loads(text)
+
+
+@functools.cache
 def _validator(name: str) -> Any:
     from jsonschema import Draft202012Validator
 
-    text = resources.files("sonic_registry").joinpath(f"schemas/{name}.schema.json").read_text()
-    schema = json.loads(text)
+    schema = _schema(name)
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
 
@@ -67,6 +73,10 @@ def validate(instance: Any, name: str, *, where: str = "") -> None:
     ...
     sonic_registry.errors.InvalidManifest: trust.json: 'keys' is required
     """
+    # Fast path: a document that certainly conforms needs no jsonschema import
+    # (0.15 s of CPU per process); anything else gets jsonschema's exact verdict.
+    if conforms(instance, _schema(name)):
+        return
     from jsonschema.exceptions import best_match
 
     error = best_match(_validator(name).iter_errors(instance))
