@@ -245,8 +245,19 @@ def analyze_graph(
                 )
                 continue
             found = matches_of[digest.sha256]
-            if ref.component is not None:
-                found = tuple(m for m in found if (m.model, m.version, m.role) == ref.component)
+            if ref.component is not None and found:
+                named = tuple(m for m in found if (m.model, m.version, m.role) == ref.component)
+                if not named:
+                    # The file is signed, but as another component than the graph names.
+                    problems.append(
+                        InterfaceMismatchError(
+                            graph.source,
+                            f"{ref.describe()}: the file is {_what(found[0])}, not "
+                            f"{ref.component[2]} of {ref.component[0]} {ref.component[1]}",
+                        )
+                    )
+                    continue
+                found = named
             candidates.append((ref, digest.sha256, found))
         elif ref.component is not None:
             model, version, role = ref.component
@@ -384,6 +395,10 @@ def analyze_graph(
         unknown_nodes=graph.unknown_nodes,
         problems=tuple(_usage_first(problems)),
     )
+
+
+def _what(m: Match) -> str:
+    return f"{m.role or m.path} of {m.describe()}"
 
 
 def _part(ref: WeightRef, m: Match) -> str:

@@ -513,3 +513,13 @@ def test_every_combination_of_two_releases_resolves_iff_unmixed(world: World) ->
             for bundle, name in zip(combo, names, strict=True):
                 version = "1.2.0" if bundle == world.v12 else "1.3.0"
                 assert f"sonic {version} step" in text and name in text
+
+
+def test_pipeline_file_must_be_the_named_component(world: World) -> None:
+    p = _pipeline(
+        world.tmp,
+        '[nodes.enc]\nfile = "sonic/audio2token.pth"\n'
+        'component = { model = "sonic", version = "1.3.0", role = "unet" }\n',
+    )
+    with pytest.raises(InterfaceMismatchError, match=r"the file is audio_encoder of sonic 1\.3\.0"):
+        resolve_graph(p, world.registry, world.models)
