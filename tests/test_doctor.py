@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from conftest import Keys
 from sonic_install import install, make_registry, sonic_release
@@ -133,3 +134,23 @@ def test_doctor_missing_folder_exit_2(tmp_path: Path, trust_file: Path) -> None:
         ["doctor", str(tmp_path / "none"), "--registry", str(tmp_path), "--trust", str(trust_file)],
     )
     assert out.exit_code == 2 and "expected a models folder" in out.stderr
+
+
+def test_progress_bar_only_for_big_jobs_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    from sonic_registry.cli import registry as cli_registry
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    with cli_registry._doctor_progress(1 << 40) as progress:
+        assert progress is None  # stdout is not a terminal under pytest
+    monkeypatch.setattr(sys, "stdout", Tty())
+    with cli_registry._doctor_progress(10) as progress:
+        assert progress is None  # too small to bother
+    with cli_registry._doctor_progress(cli_registry.DOCTOR_PROGRESS_BYTES) as progress:
+        assert progress is not None
+        progress(1024)
