@@ -638,7 +638,7 @@ def workflows(
 
     from .errors import SonicRegistryError
     from .params import check_params
-    from .registry import Registry, open_registry
+    from .registry import RELEASES_DIR, Registry, open_registry
     from .resolver import analyze_graph
     from .workflows import load_graph
 
@@ -651,6 +651,7 @@ def workflows(
         if registry is not None:
             reg = open_registry(registry, store)
         else:
+            (Path(tmp) / "registry" / RELEASES_DIR).mkdir(parents=True)  # may stay empty
             reg = Registry(Path(tmp) / "registry", store)
             for root in bundles:
                 # A bundle whose envelope does not verify is the verify hook's to
@@ -772,8 +773,21 @@ def run(argv: Sequence[str]) -> list[str]:
     caches = Caches()
     if not args.no_cache:
         caches = Caches(args.cache_dir or default_cache_dir())
+    for d in args.under:
+        if not d.is_dir():
+            raise HookUsageError(f"--under {d}: expected a directory of the repository")
     bundles = find_bundles(args.under or [Path(".")])
-    return verify_repo(bundles, trust, caches=caches, loose=args.files)
+    if args.under and not bundles:
+        where = ", ".join(str(d) for d in args.under)
+        raise HookUsageError(f"--under {where}: no bundle (release.toml / release.dsse.json)")
+    # With --under, only changed files below those directories are this hook's business.
+    loose = [f for f in args.files if _below(f, args.under)] if args.under else args.files
+    return verify_repo(bundles, trust, caches=caches, loose=loose)
+
+
+def _below(path: str, dirs: Sequence[Path]) -> bool:
+    real = os.path.realpath(path)
+    return any(real.startswith(os.path.realpath(d).rstrip(os.sep) + os.sep) for d in dirs)
 
 
 def _emit(lines: Iterator[str] | list[str]) -> None:

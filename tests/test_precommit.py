@@ -357,3 +357,105 @@ def test_no_pickle_on_lfs_pointers_uses_local_object_or_name(
     (obj / digest.sha256).write_bytes(pickle.dumps({"w": 1}, protocol=4))
     code, lines = run(capsys, "no-pickle", "w.pth")
     assert code == 1 and lines[0].startswith("w.pth: pickle checkpoint (pickle)")
+
+
+def test_under_limits_bundles_and_loose_files(
+    repo: Path, capsys: pytest.CaptureFixture[str], make_bundle: Callable[..., Path]
+) -> None:
+    make_bundle("repo/other/draft", version="1.4.0", sign=False)  # outside --under
+    (repo / "stray.safetensors").write_bytes(b"x" * 16)
+    args = ("verify", "--trust", "trust.json", "--under", "models")
+    assert run(capsys, *args, "stray.safetensors") == (0, [])
+    assert verify(capsys)[0] == 1
+    code, lines = run(capsys, *args[:3], "--under", "nope")
+    assert code == 2 and "--under nope: expected a directory" in lines[0]
+    (repo / "empty").mkdir()
+    code, lines = run(capsys, *args[:3], "--under", "empty")
+    assert code == 2 and "no bundle" in lines[0]
+
+
+def test_rollback_and_revocation_in_the_trust_file_are_enforced(
+    repo: Path, capsys: pytest.CaptureFixture[str], official_key: object
+) -> None:
+    data = json.loads((repo / "trust.json").read_text())
+    data["serials"] = {"sonic@1.3.0": 2}
+    (repo / "trust.json").write_text(json.dumps(data))
+    code, lines = verify(capsys)
+    assert code == 1
+    assert lines == [
+        f"{MODEL}/release.dsse.json: serial: expected >= 2 (already seen for sonic@1.3.0), "
+        "found 1: refusing a rollback to an older manifest"
+    ]
+    store = TrustStore.load(repo / "trust.json")
+    store.with_revoked(official_key.keyid).save(repo / "trust.json")  # type: ignore[attr-defined]
+    code, lines = verify(capsys)
+    assert code == 1 and lines[0].startswith(f"{MODEL}/release.dsse.json: signed by revoked key")
+
+
+# --- workflows ---------------------------------------------------------------------
+
+PIPELINE = """
+[params]
+inference_steps = {steps}
+seed = 7
+
+[nodes.audio_encoder]
+file = "models/v13/audio2token.safetensors"
+
+[nodes.unet]
+file = "models/{unet}/unet.safetensors"
+"""
+
+
+def workflows_run(capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, list[str]]:
+    return run(capsys, "workflows", "--trust", "trust.json", *extra)
+
+
+def test_workflows_one_release_in_range_passes_and_warnings_do_not_fail(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (repo / "good.toml").write_text(PIPELINE.format(steps=25, unet="v13"))
+    (repo / "meh.toml").write_text(PIPELINE.format(steps=40, unet="v13"))  # > recommended
+    assert workflows_run(capsys) == (0, [])
+
+
+def test_workflows_refuse_mixed_releases_and_out_of_range_params(
+    repo: Path, capsys: pytest.CaptureFixture[str], make_bundle: Callable[..., Path]
+) -> None:
+    make_bundle("repo/models/v12", version="1.2.0", step=50000)
+    (repo / "mixed.toml").write_text(PIPELINE.format(steps=25, unet="v12"))
+    (repo / "fast.toml").write_text(PIPELINE.format(steps=5, unet="v13"))
+    code, lines = workflows_run(capsys)
+    assert code == 1
+    assert lines[0] == (
+        "fast.toml: inference_steps=5 is below the allowed 15..100: "
+        "below 20 steps the video gets blurry"
+    )
+    assert lines[1].startswith("mixed.toml: ") and "releases must not be mixed" in lines[1]
+    assert len(lines) == 2
+    # Only the files named are checked when names are given.
+    assert workflows_run(capsys, "fast.toml")[1] == lines[:1]
+
+
+def test_workflows_with_an_external_registry(
+    repo: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from sonic_install import make_registry
+
+    make_registry(tmp_path / "reg", repo / "trust.json", [repo / MODEL]).close()
+    # The weights live outside the repo (a ComfyUI models folder); the repo has no bundle.
+    shutil.move(repo / "models", tmp_path / "models")
+    (repo / "good.toml").write_text(PIPELINE.format(steps=25, unet="v13"))
+    outside = ("--models-dir", str(tmp_path))
+    assert workflows_run(capsys, "--registry", str(tmp_path / "reg"), *outside) == (0, [])
+    code, lines = workflows_run(capsys, *outside)  # no registry and no bundle in the repo
+    assert code == 1 and "is unknown to the registry" in lines[0]
+
+
+def test_is_workflow_by_content() -> None:
+    data = Path(__file__).parent / "data"
+    assert hook.is_workflow(data / "workflows" / "smthemex-ComfyUI_Sonic" / "example.json")
+    assert hook.is_workflow(data / "precommit" / "sonic.pipeline.toml")
+    assert not hook.is_workflow(data / "precommit" / "trust.json")
+    assert not hook.is_workflow(data / "precommit" / "sonic" / "release.toml")
+    assert not hook.is_workflow(data / "precommit" / "sonic" / "release.dsse.json")
