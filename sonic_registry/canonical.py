@@ -26,7 +26,7 @@ from typing import Any
 
 import rfc8785
 
-from .errors import InvalidManifest, UnreadableInputError
+from .errors import InvalidManifest
 
 __all__ = [
     "MAX_DEPTH",
@@ -115,16 +115,8 @@ def loads_strict(text: str | bytes, *, where: str = "") -> Any:
         raise InvalidManifest("", f"not valid JSON: {exc}", path=where) from exc
 
 
-def load_json_file(path: str | Path) -> Any:
+def load_json_file(path: str | Path, *, kind: str = "JSON file") -> Any:
     """Read and strictly parse a JSON file; unreadable files raise UsageError."""
-    p = Path(path)
-    try:
-        with p.open("rb") as fh:
-            data = fh.read(MAX_DOCUMENT_BYTES + 1)
-    except FileNotFoundError as exc:
-        raise UnreadableInputError(str(p), "no such file") from exc
-    except IsADirectoryError as exc:
-        raise UnreadableInputError(str(p), "is a directory, expected a JSON file") from exc
-    except OSError as exc:
-        raise UnreadableInputError(str(p), f"cannot read: {exc.strerror}") from exc
-    return loads_strict(data, where=str(p))
+    from .fileio import read_bounded
+
+    return loads_strict(read_bounded(path, MAX_DOCUMENT_BYTES, kind=kind), where=str(path))

@@ -5,9 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["atomic_write_bytes", "atomic_write_text"]
+from .errors import InvalidManifest, UnreadableInputError
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "read_bounded", "reading"]
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int = 0o644) -> None:
@@ -40,3 +45,39 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int = 0o644) -> N
 
 def atomic_write_text(path: str | Path, text: str, *, mode: int = 0o644) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
+
+
+@contextmanager
+def reading(path: str | Path, *, kind: str = "file", missing: str = "") -> Iterator[BinaryIO]:
+    """Open ``path`` for reading; every way that fails becomes one UsageError line.
+
+    ``kind`` names what was expected ("log file", "signature file") and
+    ``missing`` replaces the default "no such file" message with a hint.
+    """
+    p = Path(path)
+    try:
+        fh = p.open("rb")
+    except FileNotFoundError as exc:
+        raise UnreadableInputError(str(p), missing or "no such file") from exc
+    except IsADirectoryError as exc:
+        raise UnreadableInputError(str(p), f"is a directory, expected a {kind}") from exc
+    except OSError as exc:
+        raise UnreadableInputError(str(p), f"cannot read: {exc.strerror}") from exc
+    with fh:
+        yield fh
+
+
+def read_bounded(path: str | Path, limit: int, *, kind: str = "file", missing: str = "") -> bytes:
+    """The whole of a small file, refusing one over ``limit`` bytes before reading it all.
+
+    Every manifest, key, trust store and workflow is untrusted input: a 10 GB
+    "release.toml" must cost one read of ``limit + 1`` bytes, not 10 GB of RAM.
+    """
+    with reading(path, kind=kind, missing=missing) as fh:
+        try:
+            data = fh.read(limit + 1)
+        except OSError as exc:
+            raise UnreadableInputError(str(path), f"cannot read: {exc.strerror}") from exc
+    if len(data) > limit:
+        raise InvalidManifest("", f"larger than {limit} bytes, expected a {kind}", path=str(path))
+    return data

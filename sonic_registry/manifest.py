@@ -22,7 +22,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from .canonical import canonical_sha256
-from .errors import InvalidManifest, UnreadableInputError
+from .errors import InvalidManifest
+from .fileio import read_bounded
 from .schema import validate
 
 __all__ = [
@@ -215,15 +216,12 @@ class Release:
     def from_toml(cls, path: str | Path, *, now: datetime | None = None) -> Release:
         """Read ``release.toml``; ``created``/``expires``/``serial`` get defaults."""
         p = Path(path)
-        try:
-            with p.open("rb") as fh:
-                raw = fh.read(MAX_TOML_BYTES + 1)
-        except FileNotFoundError as exc:
-            raise UnreadableInputError(str(p), "no such file (run `sonic-registry init`)") from exc
-        except OSError as exc:
-            raise UnreadableInputError(str(p), f"cannot read: {exc.strerror}") from exc
-        if len(raw) > MAX_TOML_BYTES:
-            raise InvalidManifest("", f"larger than {MAX_TOML_BYTES} bytes", path=str(p))
+        raw = read_bounded(
+            p,
+            MAX_TOML_BYTES,
+            kind="release.toml",
+            missing="no such file (run `sonic-registry init`)",
+        )
         try:
             data = tomllib.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:

@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from .canonical import canonical_sha256, loads_strict
-from .errors import InvalidKeyError, InvalidManifest, UnreadableInputError
-from .fileio import atomic_write_bytes
+from .errors import InvalidKeyError, InvalidManifest
+from .fileio import atomic_write_bytes, read_bounded
 from .schema import validate
 
 __all__ = [
@@ -156,17 +156,7 @@ def save_private_key(key: PrivateKey, path: str | Path, passphrase: bytes | None
 
 
 def _read_key_file(path: str | Path) -> bytes:
-    p = Path(path)
-    try:
-        with p.open("rb") as fh:
-            data = fh.read(MAX_KEY_FILE + 1)
-    except FileNotFoundError as exc:
-        raise UnreadableInputError(str(p), "no such key file") from exc
-    except OSError as exc:
-        raise UnreadableInputError(str(p), f"cannot read key file: {exc.strerror}") from exc
-    if len(data) > MAX_KEY_FILE:
-        raise InvalidKeyError(str(p), "expected a PEM key file, found a file over 64 KiB")
-    return data
+    return read_bounded(path, MAX_KEY_FILE, kind="PEM key file", missing="no such key file")
 
 
 def load_private_key(path: str | Path, passphrase: bytes | None = None) -> PrivateKey:
@@ -281,12 +271,10 @@ class Envelope:
 
     @classmethod
     def load(cls, path: str | Path) -> Envelope:
-        p = Path(path)
-        try:
-            with p.open("rb") as fh:
-                data = fh.read(MAX_ENVELOPE_BYTES + 1)
-        except FileNotFoundError as exc:
-            raise UnreadableInputError(str(p), "no such file (run `sonic-registry sign`)") from exc
-        except OSError as exc:
-            raise UnreadableInputError(str(p), f"cannot read: {exc.strerror}") from exc
-        return cls.from_json(data, where=str(p))
+        data = read_bounded(
+            path,
+            MAX_ENVELOPE_BYTES,
+            kind="DSSE envelope",
+            missing="no such file (run `sonic-registry sign`)",
+        )
+        return cls.from_json(data, where=str(path))
