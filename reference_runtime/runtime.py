@@ -209,6 +209,9 @@ def _resolve(
     else:
         # No registry given: the releases being run are the registry.
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sonic-rt-")))
+        from sonic_registry.registry import RELEASES_DIR
+
+        (tmp / "registry" / RELEASES_DIR).mkdir(parents=True)  # valid even if nothing is signed
         registry = stack.enter_context(Registry(tmp / "registry", store))
         for verified in {id(v): v for v in sources.values()}.values():
             if verified.channel != "unverified":
@@ -231,7 +234,9 @@ def _resolve(
             echo(line)
         return resolution.channel, unsafe
     resolution.raise_for_problems()
-    echo(f"resolved graph: one release, {resolution.label}")
+    chosen = resolution.release
+    what = chosen.release.release_id if chosen is not None else "no signed release"
+    echo(f"resolved graph: {what} ({resolution.label})")
     return resolution.channel, ()
 
 
@@ -292,7 +297,7 @@ def generate(req: GenerateRequest, *, echo: Echo = lambda line: None) -> Generat
         # copied once (pinned host buffer -> device) and never back.
         module.to(device).eval()
         load_state_dict_verified(module, sources[role], role, device=device)
-    echo(f"loaded {len(modules)} verified components on {device}")
+    echo(f"loaded {len(modules)} components on {device} (each read once, digest checked)")
     audio = decode_audio(req.audio)
     frames = frame_count(len(audio))
     image = load_image(req.image, int(params["min_resolution"]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,7 @@ from sonic_registry.errors import (
     IncompatibleRuntimeError,
     MixedReleaseError,
     UnreadableInputError,
+    UnsignedReleaseError,
 )
 from sonic_registry.signing import generate_key, save_private_key
 
@@ -233,8 +235,6 @@ def test_old_runtime_and_swapped_weight_are_refused(world: dict[str, Path], tmp_
     ok = generate(_request(world, tmp_path, bundle=world["v1.2.0"]))
     assert abs(ok.sync.offset_ms) < 40
     bad = tmp_path / "bad"
-    import shutil
-
     shutil.copytree(world["v1.3.0"], bad)
     raw = bytearray((bad / "renderer.safetensors").read_bytes())
     raw[-2] ^= 0x10
@@ -242,6 +242,19 @@ def test_old_runtime_and_swapped_weight_are_refused(world: dict[str, Path], tmp_
     with pytest.raises(DigestMismatchError):
         generate(_request(world, tmp_path, bundle=bad, out=tmp_path / "bad.mp4"))
     assert not (tmp_path / "bad.mp4").exists()
+
+
+def test_unsigned_needs_opt_in_and_is_labelled(world: dict[str, Path], tmp_path: Path) -> None:
+    stranger = tmp_path / "stranger"
+    shutil.copytree(world["v1.3.0"], stranger)
+    (stranger / "release.dsse.json").unlink()
+    sign_bundle(stranger, generate_key("ed25519"))
+    with pytest.raises(UnsignedReleaseError, match="unknown key"):
+        generate(_request(world, tmp_path, bundle=stranger))
+    result = generate(_request(world, tmp_path, bundle=stranger, allow_unsigned=True))
+    assert result.label == "unverified"
+    [(_, record)] = list(read_records(tmp_path / "log.jsonl"))
+    assert record.fields["label"] == "unverified"
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
