@@ -1,0 +1,115 @@
+"""A tiny run of the benchmark suite, so the harness never rots.
+
+It checks that ``python -m bench`` produces well-formed results (JSON, PNG,
+Markdown, one verdict line per target), never how fast anything was: CI
+machines are too noisy for timing thresholds, and the numbers live in
+BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # bench/ is a top-level package of the repo, not installed
+    sys.path.insert(0, str(REPO))
+
+from bench.data import parse_size  # noqa: E402
+from bench.report import BEGIN, END, splice_markdown  # noqa: E402
+
+TARGETS = {
+    "verify-vs-hash-limit",
+    "verify-vs-model_signing",
+    "hook-warm-cache",
+    "verified-load",
+    "help-startup",
+    "resolver-1000-nodes",
+    "verify-memory-flat",
+}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("bench")
+    argv = [
+        sys.executable,
+        "-m",
+        "bench",
+        "--size",
+        "2M",
+        "--sizes",
+        "1M,2M",
+        "--reps",
+        "1",
+        "--warmup",
+        "0",
+        "--only",
+        "verify,sign,startup,resolver",
+        "--data-dir",
+        str(out / "data"),
+        "--out",
+        str(out / "results"),
+        "--markdown",
+        str(out / "BENCHMARKS.md"),
+    ]
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out, proc.stdout
+
+
+def test_json_is_well_formed(smoke: tuple[Path, str]) -> None:
+    out, _ = smoke
+    doc = json.loads((out / "results" / "latest.json").read_text())
+    assert doc["schema"] == 1
+    assert doc["machine"]["cores"] >= 1 and doc["machine"]["cpu"]
+    assert doc["settings"]["sizes_bytes"] == [1 << 20, 2 << 20]
+    groups = doc["groups"]
+    assert {"verify-1048576", "verify-2097152", "sign", "startup", "resolver"} <= set(groups)
+    verify = groups["verify-2097152"]["cases"]
+    for case in ("sonic-registry verify", "sonic-registry verify (1 thread)"):
+        s = verify[case]
+        assert 0 < s["min_s"] <= s["median_s"] <= s["max_s"]
+        assert s["reps"] == 1 and len(s["samples_s"]) == 1
+        assert s["max_rss_bytes"] > 1 << 20  # a real peak RSS, in bytes
+    for group in groups.values():
+        for result in group["cases"].values():
+            # every row is a measurement or says why it is not one
+            assert ("median_s" in result) != ("not_measured" in result)
+    assert {t["name"] for t in doc["targets"]} == TARGETS
+    for t in doc["targets"]:
+        assert t["pass"] in (True, False, None)
+        assert (t["value"] is None) == (t["pass"] is None)
+
+
+def test_verdict_lines_and_markdown(smoke: tuple[Path, str]) -> None:
+    out, stdout = smoke
+    lines = stdout.strip().splitlines()
+    assert len(lines) == len(TARGETS)
+    assert all(line.split()[0] in ("PASS", "FAIL", "NOT") for line in lines)
+    md = (out / "BENCHMARKS.md").read_text()
+    assert BEGIN in md and END in md
+    assert "| sonic-registry verify |" in md
+    png = (out / "results" / "throughput.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_splice_keeps_hand_written_text(tmp_path: Path) -> None:
+    path = tmp_path / "B.md"
+    path.write_text(f"# Title\n\nnotes before\n\n{BEGIN}\nold\n{END}\n\nnotes after\n")
+    splice_markdown(path, f"{BEGIN}\nnew\n{END}\n")
+    text = path.read_text()
+    assert "notes before" in text and "notes after" in text
+    assert "new" in text and "old" not in text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("256M", 256 << 20), ("1G", 1 << 30), ("4GiB", 4 << 30), ("123", 123), ("1.5K", 1536)],
+)
+def test_parse_size(text: str, expected: int) -> None:
+    assert parse_size(text) == expected
