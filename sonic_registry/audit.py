@@ -40,7 +40,7 @@ from filelock import FileLock, Timeout
 from . import __version__
 from .canonical import canonical_bytes, loads_strict
 from .errors import InvalidManifest, UnreadableInputError, UsageError
-from .fileio import atomic_write_bytes
+from .fileio import atomic_write_bytes, reading
 from .manifest import Release, format_time
 
 if TYPE_CHECKING:
@@ -327,15 +327,7 @@ def _end_of_last_complete_line(fd: int, size: int) -> int:
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
     """(line number, bytes without newline, had a newline) for every line."""
-    try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed by the with below, after the errors
-    except FileNotFoundError as exc:
-        raise UnreadableInputError(str(path), "no such log file") from exc
-    except IsADirectoryError as exc:
-        raise UnreadableInputError(str(path), "is a directory, expected a log file") from exc
-    except OSError as exc:
-        raise UnreadableInputError(str(path), f"cannot read: {exc.strerror}") from exc
-    with fh:
+    with reading(path, kind="log file", missing="no such log file") as fh:
         for number, raw in enumerate(fh, 1):
             complete = raw.endswith(b"\n")
             yield number, raw[:-1] if complete else raw, complete
@@ -731,18 +723,11 @@ def _file_digests(path: Path) -> tuple[str, str, int]:
     """(sha256, md5, size) of a file in one read; md5 because video tools print it."""
     sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     size = 0
-    try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                sha.update(chunk)
-                md5.update(chunk)
-                size += len(chunk)
-    except FileNotFoundError as exc:
-        raise UnreadableInputError(str(path), "no such file") from exc
-    except IsADirectoryError as exc:
-        raise UnreadableInputError(str(path), "is a directory, expected a file") from exc
-    except OSError as exc:
-        raise UnreadableInputError(str(path), f"cannot read: {exc.strerror}") from exc
+    with reading(path) as fh:
+        while chunk := fh.read(1 << 20):
+            sha.update(chunk)
+            md5.update(chunk)
+            size += len(chunk)
     return sha.hexdigest(), md5.hexdigest(), size
 
 
