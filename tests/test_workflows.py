@@ -167,3 +167,28 @@ def test_cycle_is_named_even_with_nodes_downstream_of_it() -> None:
     }
     with pytest.raises(InvalidGraph, match=r"cycle between nodes 3 -> 2 -> 1 -> 3"):
         parse_graph_bytes(json.dumps(body).encode(), source="c.json")
+
+
+def test_subgraph_hiding_a_loader_is_refused_not_passed() -> None:
+    doc = json.loads((WORKFLOWS / "smthemex-ComfyUI_Sonic/example.json").read_text())
+    sg_id = "11111111-2222-3333-4444-555555555555"
+    doc["nodes"].append(
+        {"id": 500, "type": sg_id, "inputs": [], "outputs": [], "widgets_values": ["unet_b.pth"]}
+    )
+    doc["definitions"] = {
+        "subgraphs": [
+            {
+                "id": sg_id,
+                "name": "Sonic loader",
+                "inputs": [{"name": "sonic_unet", "type": "COMBO"}],
+                "outputs": [],
+                "links": [],
+                "nodes": [{"id": 1, "type": "SONICTLoader", "inputs": [], "widgets_values": []}],
+            }
+        ]
+    }
+    with pytest.raises(InvalidGraph, match="subgraph 'Sonic loader', which contains SONICTLoader"):
+        parse_graph_bytes(json.dumps(doc).encode(), source="w.json")
+    doc["definitions"]["subgraphs"][0]["nodes"][0]["type"] = "ImageScale"
+    g = parse_graph_bytes(json.dumps(doc).encode(), source="w.json")
+    assert f"node 500 ({sg_id})" in g.unknown_nodes

@@ -196,6 +196,7 @@ def parse_workflow(doc: Any, *, source: str) -> Graph:
     """Turn a parsed ComfyUI workflow (either format) into a checked :class:`Graph`."""
     if is_ui_format(doc):
         nodes, links, raw_widgets = _parse_ui(doc, source)
+        _refuse_hidden_loaders(doc, nodes, source)
         fmt = "comfyui-ui"
     else:
         body = _api_body(doc)
@@ -214,6 +215,49 @@ def parse_workflow(doc: Any, *, source: str) -> Graph:
 
 
 # --- UI format ---------------------------------------------------------------
+
+
+def _refuse_hidden_loaders(doc: Mapping[str, Any], nodes: Mapping[str, Node], source: str) -> None:
+    """Refuse subgraph instances that hide weight loaders: we do not expand subgraphs.
+
+    Newer frontends save reusable subgraphs under ``definitions.subgraphs``
+    and place instances whose node type is the subgraph's id. A loader inside
+    one would otherwise go unchecked, so such a workflow is refused with a
+    clear message instead of passing silently. Subgraphs without loaders are
+    reported as unknown node types like any other.
+    """
+    definitions = doc.get("definitions")
+    subgraphs = definitions.get("subgraphs") if isinstance(definitions, dict) else None
+    if not isinstance(subgraphs, list):
+        return
+    by_id = {sg.get("id"): sg for sg in subgraphs if isinstance(sg, dict)}
+    for node in nodes.values():
+        sg = by_id.get(node.type)
+        if sg is None:
+            continue
+        inner = sg.get("nodes")
+        hidden = sorted(
+            {
+                n.get("type")
+                for n in (inner if isinstance(inner, list) else [])
+                if isinstance(n, dict) and (n.get("type") in by_id or _loads_files(n.get("type")))
+            },
+            key=str,
+        )
+        if hidden:
+            raise InvalidGraph(
+                "definitions.subgraphs",
+                f"node {node.id} is an instance of subgraph {sg.get('name', node.type)!r}, "
+                f"which contains {', '.join(map(str, hidden))}: subgraphs are not expanded, "
+                "so their files cannot be checked; convert the subgraph back to nodes in "
+                "the editor, or resolve the exported API prompt (always flat)",
+                path=source,
+            )
+
+
+def _loads_files(kind: Any) -> bool:
+    spec = NODE_SPECS.get(kind) if isinstance(kind, str) else None
+    return spec is not None and (bool(spec.files) or spec.sonic)
 
 
 def _node_id(value: Any, where: str, source: str) -> str:
