@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import math
 import os
 import struct
 import subprocess
@@ -29,6 +31,7 @@ from sonic_registry.errors import (
     UsageError,
 )
 from sonic_registry.loader import (
+    DTYPES,
     load_component_verified,
     load_file_verified,
     load_state_dict_verified,
@@ -300,6 +303,37 @@ def test_header_length_and_duplicate_keys(tmp_path: Path) -> None:
 def test_fuzzed_headers_raise_only_invalid_manifest(blob: bytes) -> None:
     with contextlib.suppress(InvalidManifest):
         parse_safetensors_header(blob, len(blob))
+
+
+_entry = st.fixed_dictionaries(
+    {
+        "dtype": st.sampled_from(["F32", "F16", "U8", "I64", "BOOL", "X"]),
+        "shape": st.lists(st.integers(-1, 4), max_size=3),
+        "data_offsets": st.lists(st.integers(-2, 80), min_size=1, max_size=3),
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(st.text("abc", min_size=1, max_size=3), _entry, max_size=4), st.integers(0, 80)
+)
+def test_structured_fuzz_accepts_only_consistent_headers(
+    header: dict[str, Any], data_len: int
+) -> None:
+    blob = _raw_safetensors(header, b"\0" * data_len)
+    try:
+        start, infos, _ = parse_safetensors_header(blob, len(blob))
+    except InvalidManifest:
+        return
+    # Whatever is accepted tiles the data section exactly, with exact sizes.
+    assert start + data_len == len(blob)
+    spans = sorted((i.begin, i.end) for i in infos.values())
+    assert sum(e - b for b, e in spans) == data_len
+    for (_, end), (begin, _) in itertools.pairwise(spans):
+        assert end == begin
+    for info in infos.values():
+        assert info.nbytes == math.prod(info.shape) * DTYPES[info.dtype][0]
 
 
 _DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int8, torch.uint8]
