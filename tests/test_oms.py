@@ -692,3 +692,18 @@ def test_verify_with_the_trust_store(
         ],
     )
     assert result.exit_code == 2 and "or a --trust store" in result.output
+
+
+def test_encrypted_key_needs_its_passphrase(
+    tmp_path: Path, make_key: Callable[..., Keys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = make_key("enc", algorithm="ecdsa-p256", passphrase=b"correct horse")
+    root = _model(tmp_path / "m")
+    sig = tmp_path / "m.sig"
+    args = ["export-oms", str(root), "--key", str(key.key_path), "--out", str(sig)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "encrypted" in result.output and not sig.exists()
+    monkeypatch.setenv("OMS_PASS", "correct horse")
+    result = CliRunner().invoke(main, [*args, "--passphrase-env", "OMS_PASS"])
+    assert result.exit_code == 0, result.output
+    assert verify_oms(root, sig, key.pub_path).resources == 3

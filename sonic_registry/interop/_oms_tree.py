@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,18 +198,22 @@ def expected_names(tree: ModelTree, serialization: Serialization) -> dict[str, M
 
 
 def compute_digests(
-    names: dict[str, ModelFile], serialization: Serialization, *, threads: int | None = None
+    names: dict[str, ModelFile],
+    serialization: Serialization,
+    *,
+    threads: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, str]:
     """sha256 hex of every named resource, hashed on a thread pool."""
     if serialization.method == "files":
         order = list(names)
-        digests = hash_files([names[n].path for n in order], threads=threads)
+        digests = hash_files([names[n].path for n in order], threads=threads, progress=progress)
         return {n: d.sha256 for n, d in zip(order, digests, strict=True)}
 
     def one(name: str) -> tuple[str, str]:
         _path, start, end = name.rsplit(":", 2)
         s, e = int(start), int(end)
-        hexdigest, n = hash_range(names[name].path, s, e - s)
+        hexdigest, n = hash_range(names[name].path, s, e - s, progress=progress)
         if n != e - s:
             raise UnreadableInputError(names[name].name, "file shrank while being hashed")
         return name, hexdigest

@@ -17,7 +17,7 @@ See docs/oms.md for the field-by-field mapping between the two formats.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -192,6 +192,7 @@ def verify_oms(
     public_key: str | Path | PublicKey | TrustStore,
     *,
     threads: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> OmsVerification:
     """Verify ``model_dir`` against an OMS key signature; raise on any mismatch.
 
@@ -298,7 +299,7 @@ def verify_oms(
             common.update((n, expected[n]) for n in want)
 
     # Step 6: hash what both sides name, and compare digests.
-    actual = compute_digests(common, ser, threads=threads)
+    actual = compute_digests(common, ser, threads=threads, progress=progress)
     for name in sorted(common):
         if actual[name] != signed[name].digest:
             errors.append(
@@ -380,6 +381,7 @@ def export_oms(
     allow_symlinks: bool = False,
     model_name: str | None = None,
     threads: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> OmsExport:
     """Sign ``model_dir`` as model_signing would and write the bundle to ``out`` atomically.
 
@@ -425,7 +427,7 @@ def export_oms(
     tree = scan(root, ser)
     _check_exportable(tree, ser)
     names = expected_names(tree, ser)
-    digests = compute_digests(names, ser, threads=threads)
+    digests = compute_digests(names, ser, threads=threads, progress=progress)
     resources = [Resource(n, d, ser.resource_algorithm) for n, d in digests.items()]
     name = model_name if model_name is not None else root.resolve().name
     statement = build_statement(name, ser, resources)
