@@ -21,6 +21,7 @@ equal to ``numel * itemsize``.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import math
 import os
@@ -262,7 +263,7 @@ def _open_regular(path: Path) -> tuple[int, os.stat_result]:
     except FileNotFoundError as exc:
         raise DigestMismatchError(str(path), "expected a signed file, found none") from exc
     except OSError as exc:
-        if exc.errno == 40:  # ELOOP: the final component is a symlink
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW: the final component is a symlink
             raise UnsafePathError(str(path), "expected a regular file, found a symlink") from exc
         raise UnreadableInputError(str(path), f"cannot read: {exc.strerror}") from exc
     st = os.fstat(fd)
