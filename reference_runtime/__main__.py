@@ -160,12 +160,16 @@ def build_release(version: str, directory: Path) -> None:
 )
 @click.option("--seconds", default=8.0, show_default=True, help="Length of the speech.")
 @click.option("--size", default=256, show_default=True, help="Frame size in pixels.")
+@click.option(
+    "--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"])
+)
 @handle_errors
-def demo(out: Path, seconds: float, size: int) -> None:
+def demo(out: Path, seconds: float, size: int, device: str) -> None:
     """The end-to-end walkthrough: sign, register, generate, refuse, audit."""
     from .demo import DemoConfig, run_demo
 
-    ok = run_demo(DemoConfig(out=out, seconds=seconds, size=size), echo=click.echo)
+    config = DemoConfig(out=out, seconds=seconds, size=size, device=device)
+    ok = run_demo(config, echo=click.echo)
     sys.exit(0 if ok else 1)
 
 

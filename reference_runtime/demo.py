@@ -53,6 +53,7 @@ class DemoConfig:
     out: Path = Path("demo-output")
     seconds: float = 8.0
     size: int = 256
+    device: str = "auto"
 
 
 class _Steps:
@@ -116,6 +117,8 @@ def _command(req: GenerateRequest) -> str:
     if req.duration is not None:
         parts.append(f"--duration {req.duration:g}")
     parts.append(f"--audit-log {req.audit_log}")
+    if req.device != "auto":
+        parts.append(f"--device {req.device}")
     if req.allow_mixed_unsafe:
         parts.append("--allow-mixed-unsafe")
     if req.runtime_version != __version__:
@@ -181,7 +184,7 @@ def run_demo(cfg: DemoConfig, *, echo: Echo = print) -> bool:
         out=out / "ok.mp4",
         trust=trust_path,
         registry=registry_dir,
-        device="cpu",
+        device=cfg.device,
         params={"min_resolution": cfg.size},
         audit_log=out / "generations.jsonl",
     )
