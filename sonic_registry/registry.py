@@ -50,7 +50,7 @@ from .errors import (
     UsageError,
     VerificationError,
 )
-from .fileio import atomic_write_bytes
+from .fileio import atomic_write_bytes, read_bounded
 
 if TYPE_CHECKING:
     from .bundle import VerifiedStatement
@@ -152,13 +152,7 @@ def _envelope_rel(model: str, version: str, serial: int) -> str:
 
 
 def _read_file(path: Path) -> bytes:
-    try:
-        with path.open("rb") as fh:
-            return fh.read(MAX_DOWNLOAD_BYTES + 1)
-    except FileNotFoundError as exc:
-        raise UnreadableInputError(str(path), "no such file") from exc
-    except OSError as exc:
-        raise UnreadableInputError(str(path), f"cannot read: {exc.strerror}") from exc
+    return read_bounded(path, MAX_DOWNLOAD_BYTES, kind="signed release envelope")
 
 
 def _connect(path: Path | str) -> sqlite3.Connection:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..canonical import MAX_DOCUMENT_BYTES, loads_strict
-from ..errors import InvalidManifest, UnreadableInputError
+from ..errors import InvalidManifest
+from ..fileio import read_bounded
 from .comfyui import parse_workflow
 from .graph import (
     Graph,
@@ -62,13 +63,7 @@ def parse_graph_bytes(data: bytes, *, source: str) -> Graph:
 def load_graph(path: str | Path) -> Graph:
     """Read a pipeline graph file, whatever its format (exit 2 on any structural error)."""
     p = Path(path)
-    try:
-        with p.open("rb") as fh:
-            data = fh.read(MAX_DOCUMENT_BYTES + 1)
-    except FileNotFoundError as exc:
-        raise UnreadableInputError(str(p), "no such file") from exc
-    except IsADirectoryError as exc:
-        raise UnreadableInputError(str(p), "is a directory, expected a graph file") from exc
-    except OSError as exc:
-        raise UnreadableInputError(str(p), f"cannot read: {exc.strerror}") from exc
+    data = read_bounded(
+        p, MAX_DOCUMENT_BYTES, kind="graph file (pipeline.toml or ComfyUI workflow)"
+    )
     return parse_graph_bytes(data, source=str(p))
