@@ -707,3 +707,22 @@ def test_encrypted_key_needs_its_passphrase(
     result = CliRunner().invoke(main, [*args, "--passphrase-env", "OMS_PASS"])
     assert result.exit_code == 0, result.output
     assert verify_oms(root, sig, key.pub_path).resources == 3
+
+
+def test_shards_must_tile_each_file(tmp_path: Path, ec_key: Keys) -> None:
+    import hashlib
+
+    root = tmp_path / "m"
+    root.mkdir()
+    data = os.urandom(30)
+    (root / "w.bin").write_bytes(data)
+    ser = Serialization(method="shards", shard_size=10)
+    # Correct digests of the right byte ranges, but 10:30 is not a 10-byte shard.
+    resources = [
+        Resource(f"w.bin:{a}:{b}", hashlib.sha256(data[a:b]).hexdigest(), ser.resource_algorithm)
+        for a, b in ((0, 10), (10, 30))
+    ]
+    payload = json.dumps(build_statement("m", ser, resources)).encode()
+    sig = _sign_payload(payload, ec_key.private, tmp_path / "m.sig")
+    with pytest.raises(DigestMismatchError, match="do not split the file into 10-byte slices"):
+        verify_oms(root, sig, ec_key.pub_path)

@@ -261,42 +261,7 @@ def verify_oms(
     if sig_rel is not None:
         implicit.append(sig_rel)
     tree = scan(root, ser, implicit_ignores=implicit)
-    expected = expected_names(tree, ser)
-    errors: list[SonicRegistryError] = []
-    signed_by_file: dict[str, set[str]] = {}
-    for n in signed:
-        signed_by_file.setdefault(statement.file_of(n), set()).add(n)
-    expected_by_file: dict[str, set[str]] = {f.name: set() for f in tree.files}
-    for n, f in expected.items():
-        expected_by_file[f.name].add(n)
-    common: dict[str, ModelFile] = {}
-    for fname in sorted(set(signed_by_file) | set(expected_by_file)):
-        want, have = signed_by_file.get(fname), expected_by_file.get(fname)
-        if have is None:
-            errors.append(DigestMismatchError(fname, "signed file is missing"))
-        elif want is None:
-            if ser.method == "shards" and not have:
-                # Zero bytes = zero shards: invisible to a shards signature.
-                errors.append(
-                    UnlistedFileError(
-                        fname,
-                        "empty file not covered by the signature (shards serialization "
-                        "records nothing for 0 bytes, so model_signing would accept it)",
-                    )
-                )
-            else:
-                errors.append(UnlistedFileError(fname, "not covered by the signature"))
-        elif want != have:
-            signed_size = max(int(n.rsplit(":", 1)[1]) for n in want)
-            errors.append(
-                DigestMismatchError(
-                    fname,
-                    f"expected {signed_size} bytes (signed shards), "
-                    f"found {_tree_size(tree, fname)} bytes",
-                )
-            )
-        else:
-            common.update((n, expected[n]) for n in want)
+    errors, common = _compare_names(statement, tree)
 
     # Step 6: hash what both sides name, and compare digests.
     actual = compute_digests(common, ser, threads=threads, progress=progress)
@@ -327,6 +292,53 @@ def verify_oms(
     )
 
 
+def _compare_names(
+    statement: OmsStatement, tree: ModelTree
+) -> tuple[list[SonicRegistryError], dict[str, ModelFile]]:
+    """Match signed resource names with the ones this tree yields, file by file.
+
+    Returns one problem per file that is missing, unlisted or resized, and the
+    resources both sides name (the only ones worth hashing).
+    """
+    ser = statement.serialization
+    expected = expected_names(tree, ser)
+    signed_by_file: dict[str, set[str]] = {}
+    for r in statement.resources:
+        signed_by_file.setdefault(statement.file_of(r.name), set()).add(r.name)
+    expected_by_file: dict[str, set[str]] = {f.name: set() for f in tree.files}
+    for n, f in expected.items():
+        expected_by_file[f.name].add(n)
+    sizes = {f.name: f.size for f in tree.files}
+    errors: list[SonicRegistryError] = []
+    common: dict[str, ModelFile] = {}
+    for fname in sorted(set(signed_by_file) | set(expected_by_file)):
+        want, have = signed_by_file.get(fname), expected_by_file.get(fname)
+        if have is None:
+            errors.append(DigestMismatchError(fname, "signed file is missing"))
+        elif want is None:
+            if ser.method == "shards" and not have:
+                # Zero bytes = zero shards: invisible to a shards signature.
+                errors.append(
+                    UnlistedFileError(
+                        fname,
+                        "empty file not covered by the signature (shards serialization "
+                        "records nothing for 0 bytes, so model_signing would accept it)",
+                    )
+                )
+            else:
+                errors.append(UnlistedFileError(fname, "not covered by the signature"))
+        elif want != have:
+            signed_size = max(int(n.rsplit(":", 1)[1]) for n in want)
+            if signed_size != sizes[fname]:
+                detail = f"expected {signed_size} bytes (signed shards), found {sizes[fname]} bytes"
+            else:
+                detail = f"signed shards do not split the file into {ser.shard_size}-byte slices"
+            errors.append(DigestMismatchError(fname, detail))
+        else:
+            common.update((n, expected[n]) for n in want)
+    return errors, common
+
+
 def _channel(trusted: TrustedKey | None) -> str | None:
     if trusted is None:
         return None
@@ -355,10 +367,6 @@ def _key_from_trust(store: TrustStore, bundle: OmsBundle, where: str) -> Trusted
     if found.expired(datetime.now(UTC)):
         raise ExpiredReleaseError(where, f"key {found.label} expired at {found.expires}")
     return found
-
-
-def _tree_size(tree: ModelTree, name: str) -> int:
-    return next(f.size for f in tree.files if f.name == name)
 
 
 def _is_canonical(payload: bytes) -> bool:
