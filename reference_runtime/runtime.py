@@ -255,17 +255,31 @@ def _check_runtime_each(sources: Mapping[str, VerifiedRelease], runtime_version:
 
 def _check_params(
     req: GenerateRequest, main: VerifiedRelease, echo: Echo
-) -> tuple[Any, dict[str, Any]]:
-    """Step 3: signed ranges and the measured audio length."""
+) -> tuple[Any, dict[str, Any], tuple[str, ...]]:
+    """Step 3: signed ranges and the measured audio length; returns (report, params, warnings).
+
+    A knob the release declares no range for is not judged, but a non-default
+    value for it is reported: nobody validated the model there.
+    """
     from sonic_registry.params import check_params
 
     params: dict[str, Any] = {**DEFAULT_PARAMS, **req.params}
-    report = check_params(main.release, params, audio=req.audio, duration=req.duration)
+    unknown = sorted(set(params) - set(DEFAULT_PARAMS))
+    if unknown:
+        raise UsageError(unknown[0], f"unknown parameter (known: {', '.join(DEFAULT_PARAMS)})")
+    declared = {k: v for k, v in params.items() if k in main.release.params}
+    report = check_params(main.release, declared, audio=req.audio, duration=req.duration)
     report.raise_for_errors()
-    for item in report.warnings:
-        echo(f"warning: {item.message}")
+    warnings = [item.message for item in report.warnings]
+    warnings += [
+        f"{name}={value} is not validated by {main.release.release_id} (it declares no range)"
+        for name, value in params.items()
+        if name not in declared and value != DEFAULT_PARAMS[name]
+    ]
+    for line in warnings:
+        echo(f"warning: {line}")
     echo(f"params ok: {', '.join(f'{k}={v}' for k, v in params.items())}")
-    return report, params
+    return report, params, tuple(warnings)
 
 
 def generate(req: GenerateRequest, *, echo: Echo = lambda line: None) -> GenerateResult:
@@ -284,7 +298,7 @@ def generate(req: GenerateRequest, *, echo: Echo = lambda line: None) -> Generat
     with ExitStack() as stack:
         main, sources = _verify_all(req, store, echo)
         channel, unsafe = _resolve(req, store, sources, stack, echo)
-    report, params = _check_params(req, main, echo)
+    report, params, param_warnings = _check_params(req, main, echo)
     device = resolve_device(req.device)
     models = Models(AudioEncoder(), MotionDecoder(), Renderer())
     modules: dict[str, torch.nn.Module] = {
@@ -326,7 +340,7 @@ def generate(req: GenerateRequest, *, echo: Echo = lambda line: None) -> Generat
         f"wrote {req.out}: {frames} frames at {FPS} fps, "
         f"audio/visual offset {sync.offset_text} (correlation {sync.correlation:.2f})"
     )
-    warnings = tuple(i.message for i in report.warnings) + unsafe
+    warnings = param_warnings + unsafe
     record = generation_record(
         main,
         params,

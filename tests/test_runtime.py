@@ -257,6 +257,23 @@ def test_unsigned_needs_opt_in_and_is_labelled(world: dict[str, Path], tmp_path:
     assert record.fields["label"] == "unverified"
 
 
+def test_knob_without_a_signed_range_is_reported(world: dict[str, Path], tmp_path: Path) -> None:
+    root = write_bundle(tmp_path / "narrow", "1.3.0")
+    toml = (root / "release.toml").read_text()
+    start = toml.index("[params.motion_scale]")
+    end = toml.index("[params.min_resolution]")
+    (root / "release.toml").write_text(toml[:start] + toml[end:])
+    key = generate_key("ed25519")
+    sign_bundle(root, key)
+    (tmp_path / "k.pub").write_text(key.public.to_pem())
+    req = _request(
+        world, tmp_path, bundle=root, public_keys=(tmp_path / "k.pub",),
+        params={"min_resolution": SIZE, "motion_scale": 1.1},
+    )  # fmt: skip
+    result = generate(req)
+    assert any("motion_scale=1.1 is not validated" in w for w in result.warnings)
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "reference_runtime", *args], capture_output=True, text=True
