@@ -179,6 +179,11 @@ def test_clean_commits_pass_and_every_refusal_names_the_file(repo: Repo) -> None
     assert files == ["models/v13/release.toml"]
     repo.git("reset", "-q", "--hard")
 
+    # A deleted weight: pre-commit passes no file name for a deletion at all.
+    repo.git("rm", "-q", "models/v13/audio2bucket.safetensors")
+    out = repo.refused("drop the motion decoder")
+    assert "models/v13/audio2bucket.safetensors: expected a file, found it missing" in out
+
     # Only the envelope changes (a signature dropped).
     env = v13 / "release.dsse.json"
     env.write_text(env.read_text().replace('"signatures": [', '"signatures": [], "x": [', 1))
