@@ -198,6 +198,9 @@ def test_ed25519_keys_cannot_carry_oms(tmp_path: Path, official_key: Keys, ec_ke
 def test_real_files_signature_verifies_and_reports_coverage(tmp_path: Path, ec_key: Keys) -> None:
     root = _model(tmp_path / "m")
     (root / "sub" / "empty.txt").write_bytes(b"")
+    # model_signing sorts paths part by part: "sub/..." before "sub-x.txt",
+    # although "-" < "/" as characters. The resource order must match.
+    (root / "sub-x.txt").write_text("x\n")
     sig = tmp_path / "m.sig"
     proc = _ms("sign", "key", root, "--private_key", ec_key.key_path, "--signature", sig)
     assert proc.returncode == 0, proc.stderr
@@ -214,7 +217,7 @@ def test_real_files_signature_verifies_and_reports_coverage(tmp_path: Path, ec_k
     verified = verify_oms(root, sig, ec_key.pub_path)
     # model_signing's payload is protobuf-printed JSON: signed, valid, not canonical.
     assert not verified.payload_canonical and verified.key_hinted
-    assert verified.method == "files" and verified.resources == 4
+    assert verified.method == "files" and verified.resources == 5
 
     # Our export of the same directory states the same thing: same subject,
     # same resources in the same order, hence the same root digest.
@@ -223,6 +226,8 @@ def test_real_files_signature_verifies_and_reports_coverage(tmp_path: Path, ec_k
     assert ours_doc["subject"] == theirs_doc["subject"]
     assert ours.root_digest == verified.root_digest
     assert ours_doc["predicate"]["resources"] == theirs_doc["predicate"]["resources"]
+    names = [r["name"] for r in ours_doc["predicate"]["resources"]]
+    assert names.index("sub/empty.txt") < names.index("sub-x.txt")
     assert sorted(ours_doc["predicate"]["serialization"]["ignore_paths"]) == sorted(
         theirs_doc["predicate"]["serialization"]["ignore_paths"]
     )
@@ -726,3 +731,38 @@ def test_shards_must_tile_each_file(tmp_path: Path, ec_key: Keys) -> None:
     sig = _sign_payload(payload, ec_key.private, tmp_path / "m.sig")
     with pytest.raises(DigestMismatchError, match="do not split the file into 10-byte slices"):
         verify_oms(root, sig, ec_key.pub_path)
+
+
+_GOLDEN_FILES = (
+    b'{"_type":"https://in-toto.io/Statement/v1","predicate":{"resources":[{"algorithm":"sha256",'
+    b'"digest":"5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03","name":"a.txt"},'
+    b'{"algorithm":"sha256","digest":"be45cb2605bf36bebde684841a28f0fd43c69850a3dce5fedba69928ee3a'
+    b'8991","name":"sub/b.bin"}],"serialization":{"allow_symlinks":false,"hash_type":"sha256",'
+    b'"ignore_paths":[".git",".gitattributes",".github",".gitignore"],"method":"files"}},'
+    b'"predicateType":"https://model_signing/signature/v1.0","subject":[{"digest":{"sha256":'
+    b'"535fdd58fab5022b4ceef46788ec728b3e22f73be34cacd9995d28f91269220b"},"name":"golden"}]}'
+)
+_GOLDEN_SHARDS = (
+    b'{"_type":"https://in-toto.io/Statement/v1","predicate":{"resources":[{"algorithm":"sha256-sh'
+    b'arded-10","digest":"5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03","name"'
+    b':"a.txt:0:6"},{"algorithm":"sha256-sharded-10","digest":"1f825aa2f0020ef7cf91dfa30da4668d791'
+    b'c5d4824fc8e41354b89ec05795ab3","name":"sub/b.bin:0:10"},{"algorithm":"sha256-sharded-10","di'
+    b'gest":"fe0266ce5355a429e6134ecfdffbf75aa148ac14f368a1eafe4e41805e3583b0","name":"sub/b.bin:1'
+    b'0:16"}],"serialization":{"allow_symlinks":false,"hash_type":"sha256","ignore_paths":[".git",'
+    b'".gitattributes",".github",".gitignore"],"method":"shards","shard_size":10}},"predicateType"'
+    b':"https://model_signing/signature/v1.0","subject":[{"digest":{"sha256":"c8c96643a457c0ee8678'
+    b'e7f2f8109673490accee56db6c66a4df019be7c4985f"},"name":"golden"}]}'
+)
+
+
+@pytest.mark.parametrize(("shard_size", "golden"), [(None, _GOLDEN_FILES), (10, _GOLDEN_SHARDS)])
+def test_export_payload_golden(
+    tmp_path: Path, ec_key: Keys, shard_size: int | None, golden: bytes
+) -> None:
+    """The exact payload bytes: any change to the format shows up as a diff here."""
+    root = tmp_path / "golden"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.txt").write_bytes(b"hello\n")
+    (root / "sub" / "b.bin").write_bytes(bytes(range(16)))
+    export_oms(root, ec_key.key_path, tmp_path / "g.sig", shard_size=shard_size)
+    assert _payload(tmp_path / "g.sig") == golden

@@ -49,6 +49,7 @@ def _is_encrypted(key_path: Path) -> bool:
 @click.option(
     "--shard-size",
     type=click.IntRange(min=1),
+    metavar="SIZE",
     default=None,
     help="Sign every SIZE-byte slice instead of every file (OMS 'shards' serialization).",
 )
