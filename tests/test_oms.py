@@ -374,6 +374,22 @@ def test_ignore_paths_cannot_hide_weights(tmp_path: Path, ec_key: Keys) -> None:
     with pytest.raises(InvalidManifest, match="also excluded by ignore_paths"):
         verify_oms(root, sig, ec_key.pub_path)
 
+    # The real signer happily leaves a weight file out when told to; we refuse that signature.
+    proc = _ms(
+        "sign",
+        "key",
+        root,
+        "--private_key",
+        ec_key.key_path,
+        "--signature",
+        tmp_path / "f.sig",
+        "--ignore-paths",
+        root / "unet.safetensors",
+    )
+    assert proc.returncode == 0, proc.stderr
+    with pytest.raises(UnlistedFileError, match=r"unet\.safetensors: weight file excluded"):
+        verify_oms(root, tmp_path / "f.sig", ec_key.pub_path)
+
     # An ignored non-weight file is reported, not hidden.
     (root / "README.md").write_text("hi\n")
     export_oms(root, ec_key.key_path, tmp_path / "e.sig", ignore_paths=["README.md"])
