@@ -36,6 +36,8 @@ __all__ = [
     "VerifiedRelease",
     "__version__",
     "errors",
+    "load_state_dict_verified",
+    "load_verified",
     "sign_bundle",
     "verify_bundle",
 ]
