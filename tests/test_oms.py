@@ -782,3 +782,21 @@ def test_export_payload_golden(
     (root / "sub" / "b.bin").write_bytes(bytes(range(16)))
     export_oms(root, ec_key.key_path, tmp_path / "g.sig", shard_size=shard_size)
     assert _payload(tmp_path / "g.sig") == golden
+
+
+def test_tiny_shard_size_is_bounded(tmp_path: Path, ec_key: Keys) -> None:
+    import hashlib
+
+    root = tmp_path / "m"
+    root.mkdir()
+    data = os.urandom(1 << 21)  # 2 MiB: two million 1-byte shards
+    (root / "w.bin").write_bytes(data)
+    with pytest.raises(UsageError, match="shards exceed the limit"):
+        export_oms(root, ec_key.key_path, tmp_path / "x.sig", shard_size=1)
+    # A signed statement claiming 1-byte shards is judged by counting, not listing.
+    ser = Serialization(method="shards", shard_size=1)
+    resources = [Resource("w.bin:0:1", hashlib.sha256(data[:1]).hexdigest(), "sha256-sharded-1")]
+    payload = json.dumps(build_statement("m", ser, resources)).encode()
+    sig = _sign_payload(payload, ec_key.private, tmp_path / "m.sig")
+    with pytest.raises(DigestMismatchError, match=f"expected 1 bytes .* found {1 << 21} bytes"):
+        verify_oms(root, sig, ec_key.pub_path)

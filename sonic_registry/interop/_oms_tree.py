@@ -25,11 +25,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..digest import default_threads, hash_files, hash_range
-from ..errors import SonicRegistryError, UnlistedFileError, UnreadableInputError, UnsafePathError
+from ..errors import (
+    SonicRegistryError,
+    UnlistedFileError,
+    UnreadableInputError,
+    UnsafePathError,
+    UsageError,
+)
 from ..formats import is_weight_file
 from ._oms_format import GIT_PATHS, Serialization, shard_name
 
-__all__ = ["ModelFile", "ModelTree", "compute_digests", "expected_names", "raise_all", "scan"]
+__all__ = [
+    "MAX_RESOURCES",
+    "ModelFile",
+    "ModelTree",
+    "compute_digests",
+    "expected_names",
+    "names_for",
+    "raise_all",
+    "resource_count",
+    "scan",
+]
 
 
 @dataclass(frozen=True)
@@ -182,19 +198,38 @@ def _follow(
     return ModelFile(name, target, st.st_size, via_symlink=True)
 
 
-def expected_names(tree: ModelTree, serialization: Serialization) -> dict[str, ModelFile]:
-    """Resource name -> file, as the serialization computes them for this tree."""
-    out: dict[str, ModelFile] = {}
+#: Most resources one signature may name; a 1 TB model at model_signing's 1 GB
+#: default is 1,000. Keeps a tiny shard_size from exhausting memory.
+MAX_RESOURCES = 1_000_000
+
+
+def resource_count(f: ModelFile, serialization: Serialization) -> int:
+    """How many resources the serialization makes of ``f`` (0 for an empty file in shards)."""
     if serialization.method == "files":
-        for f in tree.files:
-            out[f.name] = f
-        return out
+        return 1
     step = serialization.shard_size
     assert step is not None  # guaranteed by Serialization.from_dict
-    for f in tree.files:
-        for start in range(0, f.size, step):
-            out[shard_name(f.name, start, min(start + step, f.size))] = f
-    return out
+    return -(-f.size // step)
+
+
+def names_for(f: ModelFile, serialization: Serialization) -> list[str]:
+    """The resource names of one file, as the serialization computes them."""
+    if serialization.method == "files":
+        return [f.name]
+    step = serialization.shard_size
+    assert step is not None
+    return [shard_name(f.name, a, min(a + step, f.size)) for a in range(0, f.size, step)]
+
+
+def expected_names(tree: ModelTree, serialization: Serialization) -> dict[str, ModelFile]:
+    """Resource name -> file for the whole tree (export; bounded by ``MAX_RESOURCES``)."""
+    total = sum(resource_count(f, serialization) for f in tree.files)
+    if total > MAX_RESOURCES:
+        raise UsageError(
+            "--shard-size",
+            f"{total} shards exceed the limit of {MAX_RESOURCES}: choose a larger shard size",
+        )
+    return {n: f for f in tree.files for n in names_for(f, serialization)}
 
 
 def compute_digests(
