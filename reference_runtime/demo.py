@@ -2,7 +2,8 @@
 
 1. build and sign releases 1.2.0 and 1.3.0 (official key) and a community
    1.3.1, and add them to a registry;
-2. generate with the consistent 1.3.0 bundle (offset near 0 ms, audit record);
+2. generate with the consistent 1.3.0 bundle (offset near 0 ms, audit record),
+   and with the community 1.3.1 (runs, labelled non-official);
 3. refuse a 1.2.0 encoder + 1.3.0 decoder, then run it with the explicit unsafe
    override and show the measured ~300 ms offset;
 4. refuse a tampered weight, an unsigned bundle (and one signed by an unknown
@@ -201,6 +202,12 @@ def run_demo(cfg: DemoConfig, *, echo: Echo = print) -> bool:
         f"{good.output}: offset {good.sync.offset_text} ({good.label}), "
         f"audit record #{good.audit_seq}",
     )
+    echo("  the community fine-tune runs too, but is labelled as such:")
+    fork = run(replace(base, bundle=roots[COMMUNITY_VERSION], out=out / "community.mp4"))
+    steps.expect(
+        fork.label == "non-official" and abs(fork.sync.offset_ms) < IN_SYNC_MS,
+        f"{fork.output}: {fork.release_id} labelled {fork.label}, offset {fork.sync.offset_text}",
+    )
 
     # --- 3. mixed releases -------------------------------------------------------------
     steps.header("3. a 1.2.0 audio encoder with the 1.3.0 motion decoder")
@@ -262,7 +269,8 @@ def run_demo(cfg: DemoConfig, *, echo: Echo = print) -> bool:
             replace(base, params={**base.params, "dynamic_scale": 2.0}, out=out / "wild.mp4")
         ),
     )
-    leftovers = [p.name for p in out.glob("*.mp4") if p.name not in ("ok.mp4", "mixed.mp4")]
+    made = ("ok.mp4", "community.mp4", "mixed.mp4")
+    leftovers = [p.name for p in out.glob("*.mp4") if p.name not in made]
     steps.expect(not leftovers, f"no video written by a refused run {leftovers or ''}".strip())
 
     # --- 5. the audit log ----------------------------------------------------------

@@ -361,7 +361,9 @@ def generate(req: GenerateRequest, *, echo: Echo = lambda line: None) -> Generat
                 "release": verified.release.release_id,
                 "manifest_sha256": verified.manifest_digest,
             }
-    record["label"] = _label(channel)
+    # A forced mix is never shown as plainly "official", whoever signed the parts.
+    label = f"UNSAFE mixed releases ({_label(channel)})" if unsafe else _label(channel)
+    record["label"] = label
     record["sync"] = {**sync.to_dict(), "method": "audio RMS envelope vs mouth area in video"}
     if unsafe:
         record["unsafe_mixed_releases"] = list(unsafe)
@@ -370,7 +372,7 @@ def generate(req: GenerateRequest, *, echo: Echo = lambda line: None) -> Generat
     return GenerateResult(
         output=req.out,
         release_id=main.release.release_id,
-        label=_label(channel),
+        label=label,
         device=device,
         frames=frames,
         sync=sync,

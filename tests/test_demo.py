@@ -45,12 +45,16 @@ def test_demo_runs_every_step(tmp_path: Path) -> None:
     ):
         assert reason in text, reason
     # Step 5: the audit log answers which release made ok.mp4.
-    assert "ok, 2 record(s) chained" in text
+    assert "ok, 3 record(s) chained" in text
+    assert "sonic-reference@1.3.1#1 labelled non-official" in text
     assert "release: sonic-reference@1.3.0#1 (official)" in text
     records = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
-    assert [r["release"]["id"] for r in records] == ["sonic-reference@1.3.0#1"] * 2
-    assert "unsafe_mixed_releases" in records[1] and "unsafe_mixed_releases" not in records[0]
-    assert sorted(p.name for p in out.glob("*.mp4")) == ["mixed.mp4", "ok.mp4"]
+    ids = [r["release"]["id"] for r in records]
+    assert ids == ["sonic-reference@1.3.0#1", "sonic-reference@1.3.1#1", "sonic-reference@1.3.0#1"]
+    labels = ["official", "non-official", "UNSAFE mixed releases (official)"]
+    assert [r["label"] for r in records] == labels
+    assert ["unsafe_mixed_releases" in r for r in records] == [False, False, True]
+    assert sorted(p.name for p in out.glob("*.mp4")) == ["community.mp4", "mixed.mp4", "ok.mp4"]
     with Image.open(out / "sync.png") as plot:
         assert plot.format == "PNG" and plot.width > 500
 

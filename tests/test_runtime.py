@@ -225,6 +225,7 @@ def test_mixed_is_refused_then_logged_as_unsafe(world: dict[str, Path], tmp_path
     assert 250 <= result.sync.offset_ms <= 350
     [(_, record)] = list(read_records(tmp_path / "log.jsonl"))
     assert record.fields["unsafe_mixed_releases"]
+    assert result.label == record.fields["label"] == "UNSAFE mixed releases (official)"
     assert record.fields["components"]["audio_encoder"]["release"] == "sonic-reference@1.2.0#1"
 
 
