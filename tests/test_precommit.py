@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 
 import sonic_registry.precommit as hook
+import sonic_registry.precommit.cache as hook_cache
+import sonic_registry.precommit.verify_hook as verify_hook
 from sonic_registry.bundle import sign_bundle
 from sonic_registry.digest import StatCache, hash_file
 from sonic_registry.lfs import format_pointer
@@ -48,7 +50,7 @@ def repo(
 @pytest.fixture
 def no_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let the caches keep entries for files written just now (tests of invalidation only)."""
-    monkeypatch.setattr(hook, "RACY_SECONDS", 0.0)
+    monkeypatch.setattr(hook_cache, "RACY_SECONDS", 0.0)
     monkeypatch.setattr(StatCache, "RACY_SECONDS", 0.0)
 
 
@@ -234,7 +236,7 @@ def test_stale_cache_entries_never_let_a_changed_file_pass(
         raise AssertionError("warm path expected")
 
     with monkeypatch.context() as m:
-        m.setattr(hook, "_full_check", boom)
+        m.setattr(verify_hook, "_full_check", boom)
         assert verify(capsys) == (0, [])
 
     # Same size, same mtime, other content: both cache layers must miss.
@@ -272,8 +274,8 @@ def test_expired_verdict_is_rechecked(
         entry["until"] = time.time() - 1
     path.write_text(json.dumps(data))
     calls: list[object] = []
-    real = hook._full_check
-    monkeypatch.setattr(hook, "_full_check", lambda *a: calls.append(a) or real(*a))
+    real = verify_hook._full_check
+    monkeypatch.setattr(verify_hook, "_full_check", lambda *a: calls.append(a) or real(*a))
     assert verify(capsys) == (0, [])
     assert len(calls) == 1
 
@@ -295,8 +297,8 @@ def test_sharded_file_checked_by_shard_and_cached_whole(
     code, lines = verify(capsys)
     assert code == 1
     assert lines == [
-        "models/big/unet.safetensors: sha256: content differs from the signed file in "
-        "shard 2 (bytes 512..768)"
+        "models/big/unet.safetensors: sha256: content differs from the signed file at "
+        "bytes 512..768 (shard 2)"
     ]
 
 

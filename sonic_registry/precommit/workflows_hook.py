@@ -1,0 +1,152 @@
+"""``sonic-registry-hook workflows``: every workflow resolves to one release, params in range.
+
+Workflows are ComfyUI JSON (UI or API format) and ``pipeline.toml``-style
+graphs, recognised by content. Each is resolved (:mod:`sonic_registry.resolver`:
+one release per graph, slot interfaces, runtime) against the releases of the
+repository's own signed bundles or of a registry, and the parameters the
+release signs ranges for are judged (:mod:`sonic_registry.params`): outside
+``allowed`` is refused, a warning does not fail the commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .repo import ENVELOPE_NAME, TOML_NAME, repo_files
+
+if TYPE_CHECKING:
+    from ..digest import StatCache
+    from .trust_input import Trust
+
+__all__ = ["find_workflows", "is_workflow", "lfs_aware_cache", "workflows"]
+
+#: Larger JSON/TOML files are not workflows (and are not read whole to find out).
+MAX_WORKFLOW_BYTES = 64 << 20
+
+
+def is_workflow(path: str | Path) -> bool:
+    """A ComfyUI workflow (UI or API JSON) or a ``pipeline.toml``-style graph, by content."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if p.name in (ENVELOPE_NAME, TOML_NAME) or suffix not in (".json", ".toml"):
+        return False
+    try:
+        if p.stat().st_size > MAX_WORKFLOW_BYTES:
+            return False
+        data = p.read_bytes()
+        if suffix == ".toml":
+            import tomllib
+
+            return isinstance(tomllib.loads(data.decode("utf-8")).get("nodes"), dict)
+        from ..workflows.comfyui import is_api_format, is_ui_format
+
+        doc = json.loads(data)
+    except (OSError, ValueError, RecursionError):
+        return False
+    return is_ui_format(doc) or is_api_format(doc)
+
+
+def find_workflows(under: Sequence[Path] = (Path("."),)) -> list[str]:
+    return sorted(n for n in repo_files(under) if is_workflow(n))
+
+
+def lfs_aware_cache(cache_path: Path) -> StatCache:
+    """A stat cache that answers for LFS pointers with the digest they point to.
+
+    The resolver identifies a file by the digest of its bytes; in a checkout
+    where weights are LFS pointers, the bytes a workflow will load are the
+    pointed-to content, whose sha256 is the pointer's oid (git-lfs checks it on
+    download). Pointers are read each time, never stored.
+    """
+    from ..digest import FileDigest, StatCache
+    from ..lfs import MAX_POINTER_SIZE, read_pointer
+
+    def pointer(file_path: str | Path) -> FileDigest | None:
+        try:
+            if os.stat(file_path).st_size >= MAX_POINTER_SIZE:
+                return None
+            found = read_pointer(file_path)
+        except (OSError, ValueError):
+            return None
+        return FileDigest(found.oid, found.size) if found else None
+
+    class LfsStatCache(StatCache):
+        def get(self, file_path: str | Path) -> FileDigest | None:
+            return pointer(file_path) or super().get(file_path)
+
+        def put(self, file_path: str | Path, digest: FileDigest) -> None:
+            if pointer(file_path) is None:
+                super().put(file_path, digest)
+
+    return LfsStatCache(cache_path)
+
+
+def workflows(
+    files: Iterable[str],
+    trust: Trust,
+    *,
+    registry: str | None = None,
+    models_dir: Path = Path("."),
+    bundles: Sequence[Path] = (),
+    stat_cache: StatCache | None = None,
+) -> list[str]:
+    """One ``path: problem`` line per problem of each workflow in ``files``.
+
+    Releases come from ``registry`` when given, else from the signed bundles of
+    the repository itself (``bundles``), verified with the hook's trust input.
+    """
+    import tempfile
+
+    from ..errors import SonicRegistryError
+    from ..params import check_params
+    from ..registry import RELEASES_DIR, Registry, open_registry
+    from ..resolver import analyze_graph
+    from ..workflows import load_graph
+
+    files = list(files)
+    if not files:
+        return []
+    store = trust.load()
+    out: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="sonic-hook-") as tmp:
+        if registry is not None:
+            reg = open_registry(registry, store)
+        else:
+            (Path(tmp) / "registry" / RELEASES_DIR).mkdir(parents=True)  # may stay empty
+            reg = Registry(Path(tmp) / "registry", store)
+            for root in bundles:
+                # A bundle whose envelope does not verify is the verify hook's to
+                # report; here its files simply stay unknown, hence refused.
+                with contextlib.suppress(SonicRegistryError):
+                    reg.add(root / ENVELOPE_NAME, record_serial=False)
+        try:
+            for f in files:
+                try:
+                    res = analyze_graph(load_graph(f), reg, models_dir, stat_cache=stat_cache)
+                except SonicRegistryError as exc:
+                    out += [str(p) for p in exc.problems]
+                    continue
+                out += [str(p) for p in res.problems]
+                if res.problems or res.release is None:
+                    continue
+                # Only parameters the release signs ranges for are judged; the others
+                # (seed, fps, ...) are data assumptions the resolver already reports.
+                release = res.release.release
+                ranged = {k: v for k, v in res.params.items() if k in release.params}
+                try:
+                    report = check_params(release, ranged)
+                except SonicRegistryError as exc:
+                    out += [f"{f}: {p}" for p in exc.problems]
+                    continue
+                except ExceptionGroup as group:
+                    out += [f"{f}: {e}" for e in group.exceptions]
+                    continue
+                out += [f"{f}: {c.message}" for c in report.errors]
+        finally:
+            reg.close()
+    return out
