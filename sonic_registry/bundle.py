@@ -57,6 +57,9 @@ __all__ = [
 ]
 
 ENVELOPE_NAME = "release.dsse.json"
+#: Signatures over the bundle are not part of what they sign: our envelope,
+#: and an OpenSSF model_signing signature carried beside it (`export-oms`).
+SIGNATURE_NAMES = frozenset({ENVELOPE_NAME, "model.sig"})
 TOML_NAME = "release.toml"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 
@@ -132,7 +135,7 @@ class VerifiedRelease(VerifiedStatement):
 
 
 def _is_skipped(rel: str) -> bool:
-    return rel == ENVELOPE_NAME or any(part.startswith(".") for part in rel.split("/"))
+    return rel in SIGNATURE_NAMES or any(part.startswith(".") for part in rel.split("/"))
 
 
 def list_bundle_files(root: Path) -> list[str]:
