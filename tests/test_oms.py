@@ -153,7 +153,8 @@ def test_release_carries_both_signatures_and_real_verifier_accepts_export(
     assert proc.returncode == 0, proc.stderr + proc.stdout
     verified = verify_bundle(root, public_keys=[official_key.private.public])
     assert verified.release.version == "1.3.0"
-    assert verified.warnings == ()  # model.sig is a signature, not content to cover
+    # model.sig is a signature, not content: only the unsigned docs file is noted
+    assert verified.warnings == ("docs/notes.txt: not covered by the signature",)
     verified = verify_oms(root, sig, ec_key.pub_path)
     assert verified.payload_canonical
     assert set(verified.files) == set(out["files"])
