@@ -461,3 +461,23 @@ def test_is_workflow_by_content() -> None:
     assert not hook.is_workflow(data / "precommit" / "trust.json")
     assert not hook.is_workflow(data / "precommit" / "sonic" / "release.toml")
     assert not hook.is_workflow(data / "precommit" / "sonic" / "release.dsse.json")
+
+
+def test_bundle_at_the_repository_root(
+    tmp_path: Path,
+    make_bundle: Callable[..., Path],
+    trust_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hugging Face style: the weights and release.toml sit at the top of the repo."""
+    root = make_bundle("hf", version="1.3.0")
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    monkeypatch.delenv("GIT_DIR", raising=False)
+    monkeypatch.chdir(root)
+    shutil.copyfile(trust_file, root / "trust.json")  # unsigned, not a weight: allowed
+    (root / "README.md").write_text("model card\n")
+    assert verify(capsys, "README.md", "unet.safetensors") == (0, [])
+    flip_byte_keep_mtime(root / "audio2bucket.safetensors", 100)
+    code, lines = verify(capsys)
+    assert code == 1 and lines[0].startswith("audio2bucket.safetensors: sha256: expected")
