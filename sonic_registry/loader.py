@@ -87,17 +87,25 @@ DTYPES: Mapping[str, tuple[int, str, str | None]] = {
 }
 
 
+class _Subject(Protocol):
+    @property
+    def file(self) -> FileDigest: ...
+
+
 class VerifiedFiles(Protocol):
-    """What the loader needs from a verified release (``bundle.VerifiedRelease`` has it)."""
+    """What the loader needs from a verified statement: the release and the signed subjects.
+
+    ``bundle.VerifiedRelease`` (from ``verify_bundle``) has both plus its
+    ``root``. ``bundle.VerifiedStatement`` (from ``verify_envelope``: signatures
+    only, no file hashed yet) works too when ``root=`` is given; the loader's
+    own hash is then the only pass over each file's bytes.
+    """
 
     @property
     def release(self) -> Release: ...
 
     @property
-    def root(self) -> Path: ...
-
-    @property
-    def files(self) -> Mapping[str, FileDigest]: ...
+    def subjects(self) -> Mapping[str, _Subject]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,16 +455,25 @@ def load_verified(
     ``root``, which defaults to the release's root). The file must be one the
     signed manifest lists for ``role``.
     """
-    base = Path(root) if root is not None else Path(release.root)
+    base = _root_of(release, root)
     name = _relative_name(path, base)
     if name not in _component_paths(release, role):
         raise UnlistedFileError(
             str(base / name), f"expected a file of the signed {role} component, found another"
         )
-    expected = release.files.get(name)
-    if expected is None:
+    subject = release.subjects.get(name)
+    if subject is None:
         raise UnlistedFileError(str(base / name), "expected a signed file, found no digest")
-    return load_file_verified(base / name, expected, device=device)
+    return load_file_verified(base / name, subject.file, device=device)
+
+
+def _root_of(release: VerifiedFiles, root: str | Path | None) -> Path:
+    if root is not None:
+        return Path(root)
+    own = getattr(release, "root", None)
+    if own is None:
+        raise UsageError(release.release.release_id, "expected root= (the bundle directory)")
+    return Path(own)
 
 
 def load_component_verified(

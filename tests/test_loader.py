@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
-from sonic_registry.bundle import sign_bundle, verify_bundle
+from sonic_registry.bundle import sign_bundle, verify_bundle, verify_envelope
 from sonic_registry.digest import FileDigest, hash_file
 from sonic_registry.errors import (
     DigestMismatchError,
@@ -39,6 +39,7 @@ from sonic_registry.loader import (
     parse_safetensors_header,
     resolve_device,
 )
+from sonic_registry.trust import TrustStore
 
 FILES = {"audio_encoder": "enc.safetensors", "motion_decoder": "dec.safetensors"}
 
@@ -99,6 +100,20 @@ def test_absolute_path_inside_root_and_component_merge(bundle: Path, official_ke
     assert torch.equal(got["w"], torch.ones(4, 4))
     merged = load_component_verified(verified, "audio_encoder")
     assert "proj.weight" in merged
+
+
+def test_envelope_only_verification_then_one_hashing_load(bundle: Path, official_key: Keys) -> None:
+    # Signatures checked, no file hashed yet: the loader's pass is the only one.
+    statement = verify_envelope(
+        bundle / "release.dsse.json", TrustStore.from_public_keys([official_key.private.public])
+    )
+    with pytest.raises(UsageError, match="expected root="):
+        load_verified("dec.safetensors", statement, "motion_decoder")
+    got = load_verified("dec.safetensors", statement, "motion_decoder", root=bundle)
+    assert torch.equal(got["w"], torch.ones(4, 4))
+    (bundle / "dec.safetensors").write_bytes(b"\0" * (bundle / "dec.safetensors").stat().st_size)
+    with pytest.raises(DigestMismatchError):
+        load_verified("dec.safetensors", statement, "motion_decoder", root=bundle)
 
 
 def test_file_swapped_after_verification_is_never_loaded(bundle: Path, official_key: Keys) -> None:
