@@ -37,6 +37,13 @@ VERDICT_VERSION = 1
 StatKey = list[int]
 
 
+def _version() -> str:
+    """Verdicts of another release of this package are not reused: its checks may differ."""
+    from .. import __version__
+
+    return f"{VERDICT_VERSION}/{__version__}"
+
+
 def stat_key(st: os.stat_result) -> StatKey:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
 
@@ -87,7 +94,7 @@ class VerdictCache:
             data = json.loads(path.read_text("utf-8"))
         except (OSError, ValueError):
             return
-        if isinstance(data, dict) and data.get("version") == VERDICT_VERSION:
+        if isinstance(data, dict) and data.get("version") == _version():
             entries = data.get("bundles")
             if isinstance(entries, dict):
                 self._entries = entries
@@ -134,7 +141,7 @@ class VerdictCache:
             return
         from ..fileio import atomic_write_bytes
 
-        data = json.dumps({"version": VERDICT_VERSION, "bundles": self._entries}).encode()
+        data = json.dumps({"version": _version(), "bundles": self._entries}).encode()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(self.path, data)
