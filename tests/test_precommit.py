@@ -481,3 +481,32 @@ def test_bundle_at_the_repository_root(
     flip_byte_keep_mtime(root / "audio2bucket.safetensors", 100)
     code, lines = verify(capsys)
     assert code == 1 and lines[0].startswith("audio2bucket.safetensors: sha256: expected")
+
+
+def test_workflows_real_comfyui_workflow_and_a_swapped_unet(
+    tmp_path: Path,
+    make_bundle: Callable[..., Path],
+    trust_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ComfyUI_Sonic example workflow over a ComfyUI models folder, as a repo holds it."""
+    from sonic_install import WORKFLOWS, install, sonic_release
+
+    root = tmp_path / "comfy"
+    v13 = sonic_release(make_bundle, "comfy/bundles/v13", version="1.3.0", step=80000)
+    v12 = sonic_release(make_bundle, "comfy/bundles/v12", version="1.2.0", step=50000)
+    install(v13, root / "models")
+    shutil.copyfile(WORKFLOWS / "smthemex-ComfyUI_Sonic" / "example.json", root / "sonic.json")
+    shutil.copyfile(trust_file, root / "trust.json")
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    monkeypatch.delenv("GIT_DIR", raising=False)
+    monkeypatch.chdir(root)
+    args = ("--models-dir", "models")
+    assert workflows_run(capsys, *args) == (0, [])
+    # A step-50000 unet dropped into the Sonic folder under the same file name.
+    shutil.copyfile(v12 / "unet.pth", root / "models" / "sonic" / "unet.pth")
+    code, lines = workflows_run(capsys, *args)
+    assert code == 1
+    assert lines[0].startswith("sonic.json: ") and "releases must not be mixed" in lines[0]
+    assert "unet is sonic 1.2.0 step 50000" in lines[0]
