@@ -263,6 +263,42 @@ def test_cuda_load_matches_cpu(bundle: Path, official_key: Keys) -> None:  # pra
         assert torch.equal(gpu[name].cpu(), tensor)
 
 
+_PEAK_SCRIPT = """
+import sys
+import torch
+from sonic_registry.digest import hash_file
+from sonic_registry.loader import load_file_verified
+
+def status(field):
+    with open("/proc/self/status") as fh:
+        line = next(l for l in fh if l.startswith(field + ":"))
+    return int(line.split()[1]) * 1024
+
+small, big = sys.argv[1], sys.argv[2]
+load_file_verified(small, hash_file(small))  # warm every code path first
+digest = hash_file(big)
+with open("/proc/self/clear_refs", "w") as fh:  # reset VmHWM to the current RSS
+    fh.write("5")
+before = status("VmRSS")
+tensors = load_file_verified(big, digest)
+print(status("VmHWM") - before)
+"""
+
+
+def test_peak_memory_is_about_one_copy_of_the_file(tmp_path: Path) -> None:
+    small, big = tmp_path / "small.safetensors", tmp_path / "big.safetensors"
+    save_file({"a": torch.ones(4)}, str(small))
+    save_file({f"w{i}": torch.randn(1024, 1024) for i in range(24)}, str(big))  # 96 MiB
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_SCRIPT, str(small), str(big)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    growth = int(out.stdout.strip())
+    size = big.stat().st_size
+    assert size * 0.9 < growth < size * 1.25, (growth, size)
+
+
 def test_import_does_not_pull_torch() -> None:
     code = "import sys, sonic_registry.loader; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
