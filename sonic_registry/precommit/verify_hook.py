@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 __all__ = ["verify_repo"]
 
+#: == signing.MAX_ENVELOPE_BYTES (not imported from there: warm path).
+MAX_ENVELOPE_BYTES = 64 << 20
+
 
 class _Run:
     """One hook run: the trust input, loaded at most once and only on a cache miss."""
@@ -70,7 +73,8 @@ def verify_repo(
 
 def _verify_one(root: Path, run: _Run) -> list[str]:
     try:
-        env_bytes = (root / ENVELOPE_NAME).read_bytes()
+        with open(root / ENVELOPE_NAME, "rb") as fh:
+            env_bytes = fh.read(MAX_ENVELOPE_BYTES + 1)  # a larger one is refused as malformed
     except FileNotFoundError:
         return [
             f"{display(root, TOML_NAME)}: expected a signed {ENVELOPE_NAME} beside it, found "
