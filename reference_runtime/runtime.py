@@ -300,6 +300,10 @@ def generate(req: GenerateRequest, *, echo: Echo = lambda line: None) -> Generat
         channel, unsafe = _resolve(req, store, sources, stack, echo)
     report, params, param_warnings = _check_params(req, main, echo)
     device = resolve_device(req.device)
+    # Inputs next: an unreadable portrait or audio file fails before any weight is read.
+    audio = decode_audio(req.audio)
+    frames = frame_count(len(audio))
+    image = load_image(req.image, int(params["min_resolution"]))
     models = Models(AudioEncoder(), MotionDecoder(), Renderer())
     modules: dict[str, torch.nn.Module] = {
         "audio_encoder": models.encoder,
@@ -312,9 +316,6 @@ def generate(req: GenerateRequest, *, echo: Echo = lambda line: None) -> Generat
         module.to(device).eval()
         load_state_dict_verified(module, sources[role], role, device=device)
     echo(f"loaded {len(modules)} components on {device} (each read once, digest checked)")
-    audio = decode_audio(req.audio)
-    frames = frame_count(len(audio))
-    image = load_image(req.image, int(params["min_resolution"]))
     output = generate_frames(
         models,
         image,
