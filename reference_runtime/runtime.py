@@ -199,7 +199,7 @@ def _resolve(
     echo: Echo,
 ) -> tuple[str, tuple[str, ...]]:
     """Step 2: resolve the graph; returns (channel, overridden mixed-release lines)."""
-    from sonic_registry.registry import Registry
+    from sonic_registry.registry import RELEASES_DIR, Registry
     from sonic_registry.resolver import analyze_graph
 
     roots = {v.root.resolve() for v in sources.values()}
@@ -209,8 +209,6 @@ def _resolve(
     else:
         # No registry given: the releases being run are the registry.
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sonic-rt-")))
-        from sonic_registry.registry import RELEASES_DIR
-
         (tmp / "registry" / RELEASES_DIR).mkdir(parents=True)  # valid even if nothing is signed
         registry = stack.enter_context(Registry(tmp / "registry", store))
         for verified in {id(v): v for v in sources.values()}.values():
