@@ -225,6 +225,10 @@ if mode == "hash":
     hash_file(path)
 elif mode == "plain":
     tensors = safetensors.torch.load_file(path)
+elif mode == "touch":
+    tensors = safetensors.torch.load_file(path)
+    for t in tensors.values():
+        t.sum()
 elif mode == "verified":
     from sonic_registry.loader import load_file_verified
     tensors = load_file_verified(path, FileDigest(sha, size))
@@ -252,9 +256,10 @@ def load_group(model: Model, reps: int, warmup: int) -> Group:
 
     d = hash_file(path)
     cases = {
-        "import torch only": _in_script("none", path, d.sha256, d.size),
+        "import torch only (baseline)": _in_script("none", path, d.sha256, d.size),
         "hash-only (sha256)": _in_script("hash", path, d.sha256, d.size),
         "safetensors.torch.load_file": _in_script("plain", path, d.sha256, d.size),
+        "load_file + touch every tensor (sum)": _in_script("touch", path, d.sha256, d.size),
     }
     have_loader = importlib.util.find_spec("sonic_registry.loader") is not None
     if have_loader:

@@ -12,7 +12,7 @@ __all__ = ["plot_throughput"]
 
 COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
 W, H = 900, 560
-LEFT, RIGHT, TOP, BOTTOM = 80, 260, 50, 70
+LEFT, RIGHT, TOP, BOTTOM = 80, 260, 75, 70
 
 
 def plot_throughput(
@@ -43,21 +43,21 @@ def plot_throughput(
     def py(v: float) -> float:
         return TOP + ph - v / ymax * ph
 
-    draw.text((LEFT, 15), title, fill="black", font=font)
+    draw.text((LEFT, 12), title, fill="black", font=font)
     draw.rectangle((LEFT, TOP, LEFT + pw, TOP + ph), outline="black")
     step = _nice_step(ymax)
     v = 0.0
     while v <= ymax:
         y = py(v)
         draw.line((LEFT, y, LEFT + pw, y), fill=(225, 225, 225))
-        draw.text((LEFT - 45, y - 7), f"{v:.1f}", fill="black", font=font)
+        draw.text((LEFT - 45, y - 7), f"{v:g}", fill="black", font=font)
         v += step
     for s in sizes:
         x = px(s)
         draw.line((x, TOP + ph, x, TOP + ph + 5), fill="black")
         draw.text((x - 25, TOP + ph + 10), human(s), fill="black", font=font)
     draw.text((LEFT + pw // 2 - 40, H - 30), "model size", fill="black", font=font)
-    draw.text((10, TOP - 30), "GB/s (higher is better)", fill="black", font=font)
+    draw.text((10, TOP - 25), "GB/s (higher is better)", fill="black", font=font)
     for i, (name, pts) in enumerate(series.items()):
         color = COLORS[i % len(COLORS)]
         coords = [(px(s), py(v)) for s, v in sorted(pts)]

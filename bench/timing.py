@@ -68,6 +68,10 @@ def run_process(
 ) -> Sample:
     """Run ``argv`` to completion; wall time from spawn to reap, and its own peak RSS."""
     full_env = {**os.environ, **(env or {})}
+    # Measure what an installed package costs: pip compiles bytecode at install
+    # time, so children may read and write __pycache__ (a dev shell often sets
+    # PYTHONDONTWRITEBYTECODE, which recompiles every module on every start).
+    full_env.pop("PYTHONDONTWRITEBYTECODE", None)
     wrapped = os.access(GNU_TIME, os.X_OK)
     cmd = [GNU_TIME, "-f", _RSS_TAG + "%M", *argv] if wrapped else list(argv)
     start = time.perf_counter()
