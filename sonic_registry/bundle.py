@@ -19,7 +19,14 @@ from types import MappingProxyType
 from typing import Any
 
 from .canonical import canonical_bytes, loads_strict
-from .digest import SHARD_SIZE, FileDigest, blake3_available, blake3_file, sharded_digests
+from .digest import (
+    SHARD_SIZE,
+    FileDigest,
+    ShardedDigest,
+    blake3_available,
+    blake3_file,
+    sharded_digests,
+)
 from .errors import (
     BadSignatureError,
     DigestMismatchError,
@@ -50,7 +57,9 @@ __all__ = [
     "VerifiedRelease",
     "VerifiedStatement",
     "build_statement",
+    "check_files",
     "list_bundle_files",
+    "sha256_mismatch",
     "sign_bundle",
     "verify_bundle",
     "verify_envelope",
@@ -473,18 +482,29 @@ def _by_severity(problems: list[SonicRegistryError]) -> list[SonicRegistryError]
     return sorted(problems, key=lambda p: order.get(type(p), 9))
 
 
-def _check_files(
+#: A hook-only fast path for one listed file: None = no opinion (hash it),
+#: True = known to be the signed content, or the problem found. ``verify``
+#: never passes one: it trusts no cache and no pointer, only the bytes.
+Shortcut = Callable[[str, str, os.stat_result, SubjectDigest], "SonicRegistryError | bool | None"]
+#: Called for each file whose bytes were hashed and matched (name, real path,
+#: stat taken before hashing, signed digest), e.g. to fill a stat cache.
+OnMatch = Callable[[str, str, os.stat_result, SubjectDigest], None]
+
+
+def check_files(
     root: Path,
     subjects: Mapping[str, SubjectDigest],
     *,
-    progress: Progress | None,
-    threads: int | None,
+    progress: Progress | None = None,
+    threads: int | None = None,
     prefer_blake3: bool = True,
+    shortcut: Shortcut | None = None,
+    on_match: OnMatch | None = None,
 ) -> tuple[list[SonicRegistryError], list[str]]:
+    """Compare the files under ``root`` with the signed subjects: (problems, warnings)."""
     problems: list[SonicRegistryError] = []
     real_root = os.path.realpath(root)
-    present: list[str] = []
-    resolved: list[str] = []
+    todo: list[tuple[str, str, os.stat_result]] = []  # (name, real path, stat before hashing)
     # Step 6: every listed path stays inside the root and is a regular file of
     # the signed size. Sizes are compared before any byte is hashed.
     for name, subject in sorted(subjects.items()):
@@ -493,24 +513,31 @@ def _check_files(
         except VerificationError as exc:
             problems.append(exc)
             continue
-        size = os.stat(real).st_size
-        if size != subject.size:
+        st = os.stat(real)
+        verdict = shortcut(name, real, st, subject) if shortcut is not None else None
+        if verdict is True:
+            continue
+        if isinstance(verdict, SonicRegistryError):
+            problems.append(verdict)
+            continue
+        if st.st_size != subject.size:
             problems.append(
-                DigestMismatchError(name, f"size: expected {subject.size} bytes, found {size}")
+                DigestMismatchError(
+                    name, f"size: expected {subject.size} bytes, found {st.st_size}"
+                )
             )
             continue
-        present.append(name)
-        resolved.append(real)  # hash the confined target itself, not the link
+        todo.append((name, real, st))  # hash the confined target itself, not the link
 
     # Step 7: hash what is left, in parallel. Files with a signed BLAKE3 digest
     # are checked with it when BLAKE3 is installed (a tree hash: one file uses
     # every core); the rest use signed SHA-256 shards for big files and
     # whole-file SHA-256 otherwise.
     use_b3 = prefer_blake3 and blake3_available()
-    by_b3 = [
-        (n, r) for n, r in zip(present, resolved, strict=True) if use_b3 and subjects[n].blake3
-    ]
-    for name, real in by_b3:
+    by_b3 = [t for t in todo if use_b3 and subjects[t[0]].blake3]
+    by_sha = [t for t in todo if not (use_b3 and subjects[t[0]].blake3)]
+    matched: list[tuple[str, str, os.stat_result]] = []
+    for name, real, st in by_b3:
         want_b3 = subjects[name].blake3 or ""
         got_b3, _ = blake3_file(real, threads=threads, progress=progress)
         if got_b3 != want_b3:
@@ -519,42 +546,28 @@ def _check_files(
                     name, f"blake3: expected {want_b3[:16]}..., found {got_b3[:16]}..."
                 )
             )
-    done = {n for n, _ in by_b3}
-    present, resolved = (
-        [n for n in present if n not in done],
-        [r for n, r in zip(present, resolved, strict=True) if n not in done],
-    )
+        else:
+            matched.append((name, real, st))
     digests = sharded_digests(
-        resolved,
+        [real for _, real, _ in by_sha],
         # a subject signed without shards is hashed whole, whatever its size
         shard_size=[
-            subjects[n].shard_size if subjects[n].shards else subjects[n].size + 1 for n in present
+            subjects[n].shard_size if subjects[n].shards else subjects[n].size + 1
+            for n, _, _ in by_sha
         ],
         whole=False,
         threads=threads,
         progress=progress,
     )
-    for name, got in zip(present, digests, strict=True):
-        want = subjects[name]
-        if want.shards:
-            bad = [
-                i for i, (a, b) in enumerate(zip(want.shards, got.shards, strict=False)) if a != b
-            ]
-            if bad or len(want.shards) != len(got.shards):
-                start = bad[0] * want.shard_size if bad else 0
-                problems.append(
-                    DigestMismatchError(
-                        name,
-                        f"sha256: content differs from the signed file at bytes {start}.."
-                        f"{start + want.shard_size} (shard {bad[0] if bad else 0})",
-                    )
-                )
-        elif got.sha256 != want.sha256:
-            problems.append(
-                DigestMismatchError(
-                    name, f"sha256: expected {want.sha256[:16]}..., found {got.sha256[:16]}..."
-                )
-            )
+    for (name, real, st), got in zip(by_sha, digests, strict=True):
+        problem = _compare(name, subjects[name], got)
+        if problem is None:
+            matched.append((name, real, st))
+        else:
+            problems.append(problem)
+    if on_match is not None:
+        for name, real, st in matched:
+            on_match(name, real, st, subjects[name])
 
     # Step 8: no unlisted weight file may sit beside the signed ones (it could be
     # picked up by a loader by name); other unlisted files are only warned about.
@@ -569,11 +582,37 @@ def _check_files(
             continue
         if is_weight_file(root / name):
             problems.append(
-                UnlistedFileError(name, "weight file is not listed in the signed manifest")
+                UnlistedFileError(
+                    name,
+                    "weight file is not listed in the signed manifest "
+                    "(add it to release.toml and re-sign, or remove it)",
+                )
             )
         else:
             warnings.append(f"{name}: not covered by the signature")
     return problems, warnings
+
+
+def _compare(name: str, want: SubjectDigest, got: ShardedDigest) -> SonicRegistryError | None:
+    """The mismatch between a signed subject and what was hashed, if any."""
+    if want.shards:
+        bad = [i for i, (a, b) in enumerate(zip(want.shards, got.shards, strict=False)) if a != b]
+        if not bad and len(want.shards) == len(got.shards):
+            return None
+        first = bad[0] if bad else 0
+        start = first * want.shard_size
+        return DigestMismatchError(
+            name,
+            f"sha256: content differs from the signed file at bytes {start}.."
+            f"{start + want.shard_size} (shard {first})",
+        )
+    if got.sha256 != want.sha256:
+        return sha256_mismatch(name, want.sha256, got.sha256)
+    return None
+
+
+def sha256_mismatch(name: str, want: str, got: str) -> DigestMismatchError:
+    return DigestMismatchError(name, f"sha256: expected {want[:16]}..., found {got[:16]}...")
 
 
 def verify_bundle(
@@ -602,7 +641,7 @@ def verify_bundle(
     store = resolve_trust(trust, public_keys)
     env_path = Path(envelope) if envelope is not None else base / ENVELOPE_NAME
     statement = verify_envelope(env_path, store, allow_unsigned=allow_unsigned, now=now)
-    problems, warnings = _check_files(
+    problems, warnings = check_files(
         base, statement.subjects, progress=progress, threads=threads, prefer_blake3=prefer_blake3
     )
     _raise_all(problems)

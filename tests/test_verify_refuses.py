@@ -98,7 +98,10 @@ def test_extra_unlisted_weight_file(make_bundle, official_key) -> None:
     (root / "dice_talk_unet.pth").write_bytes(b"\x80\x04\x95junk")
     with pytest.raises(UnlistedFileError) as exc:
         _verify(root, official_key)
-    assert str(exc.value) == "dice_talk_unet.pth: weight file is not listed in the signed manifest"
+    assert str(exc.value) == (
+        "dice_talk_unet.pth: weight file is not listed in the signed manifest "
+        "(add it to release.toml and re-sign, or remove it)"
+    )
 
 
 def test_unlisted_weight_detected_by_content_not_name(make_bundle, official_key) -> None:

@@ -5,9 +5,9 @@ edits only ``release.toml``, ``release.dsse.json`` or the trust file, or
 deletes a weight (pre-commit passes no file name for a deletion), must fail as
 surely as one that edits a weight. The caches (:mod:`.cache`) keep that cheap.
 
-The file checks mirror :func:`sonic_registry.bundle.verify_bundle` (same
-steps, same messages) with two shortcuts that only the hook may take, so they
-live here and ``verify`` keeps no code path that trusts anything but bytes:
+The file checks are :func:`sonic_registry.bundle.check_files` (same steps,
+same messages) given two shortcuts that only the hook takes; ``verify`` never
+passes them, so it keeps no code path that trusts anything but bytes:
 
 * a stat-cache hit stands for the file's digest;
 * a Git LFS pointer in the work tree is compared to the signed digest and
@@ -131,100 +131,43 @@ def _full_check(root: Path, env_bytes: bytes, run: _Run) -> tuple[list[str], flo
 def _check_files(
     root: Path, subjects: Mapping[str, SubjectDigest], cache: StatCache | None
 ) -> list[SonicRegistryError]:
-    from ..bundle import _confined, list_bundle_files
-    from ..digest import FileDigest, sharded_digests
-    from ..errors import DigestMismatchError, UnlistedFileError, VerificationError
-    from ..formats import is_weight_file
+    """``bundle.check_files`` with the two shortcuts only the hook may take."""
+    from ..bundle import check_files, sha256_mismatch
+    from ..digest import FileDigest
+    from ..errors import DigestMismatchError
     from ..lfs import MAX_POINTER_SIZE, check_pointer, read_pointer
 
-    problems: list[SonicRegistryError] = []
-    real_root = os.path.realpath(root)
-    misses: list[tuple[str, str, os.stat_result]] = []  # (name, real path, stat before hashing)
-
-    # Step 1 (bundle step 6): each listed path is a regular file inside the root
-    # of the signed size -- or an LFS pointer to the signed content.
-    for name, want in sorted(subjects.items()):
-        try:
-            real = _confined(root, real_root, name)
-        except VerificationError as exc:
-            problems.append(exc)
-            continue
-        st = os.stat(real)
+    def shortcut(
+        name: str, real: str, st: os.stat_result, want: SubjectDigest
+    ) -> SonicRegistryError | bool | None:
+        # A Git LFS pointer stands for its content: its oid is the sha256.
         if st.st_size != want.size and st.st_size < MAX_POINTER_SIZE:
             try:
                 pointer = read_pointer(real)
             except ValueError as exc:
-                problems.append(DigestMismatchError(name, f"malformed LFS pointer: {exc}"))
-                continue
+                return DigestMismatchError(name, f"malformed LFS pointer: {exc}")
             if pointer is not None:
-                mismatch = check_pointer(pointer, want.sha256, want.size, name=name)
-                problems += [mismatch] if mismatch is not None else []
-                continue
-        if st.st_size != want.size:
-            problems.append(
-                DigestMismatchError(name, f"size: expected {want.size} bytes, found {st.st_size}")
-            )
-            continue
-        # Step 2: an unchanged file (same size, mtime, ctime, inode) keeps its digest.
+                return check_pointer(pointer, want.sha256, want.size, name=name) or True
+            return None  # not a pointer: the ordinary size check reports it
+        # An unchanged file (same size, mtime, ctime, inode) keeps its digest.
         cached = cache.get(real) if cache is not None else None
         if cached is None:
-            misses.append((name, real, st))
-        elif cached.sha256 != want.sha256:
-            problems.append(_sha_mismatch(name, want.sha256, cached.sha256))
+            return None
+        return (
+            True
+            if cached.sha256 == want.sha256
+            else sha256_mismatch(name, want.sha256, cached.sha256)
+        )
 
-    # Step 3 (bundle step 7): hash the misses in parallel, by signed shards for big files.
-    digests = sharded_digests(
-        [real for _, real, _ in misses],
-        shard_size=[
-            subjects[n].shard_size if subjects[n].shards else st.st_size + 1 for n, _, st in misses
-        ],
-        whole=False,
-    )
-    for (name, real, st), got in zip(misses, digests, strict=True):
-        want = subjects[name]
-        if want.shards:
-            bad = [
-                i for i, (a, b) in enumerate(zip(want.shards, got.shards, strict=False)) if a != b
-            ]
-            if bad or len(want.shards) != len(got.shards):
-                start = bad[0] * want.shard_size if bad else 0
-                problems.append(
-                    DigestMismatchError(
-                        name,
-                        f"sha256: content differs from the signed file at bytes {start}.."
-                        f"{start + want.shard_size} (shard {bad[0] if bad else 0})",
-                    )
-                )
-                continue
-            # Every shard matches, so the file is the signed one and its whole-file
-            # digest is the signed digest: cached without a second pass over the bytes.
-        elif got.sha256 != want.sha256:
-            problems.append(_sha_mismatch(name, want.sha256, got.sha256))
-            continue
+    def remember(name: str, real: str, st: os.stat_result, want: SubjectDigest) -> None:
+        # The bytes matched the signed digests (all shards, or the whole file),
+        # so the signed whole-file digest is this file's: cache it unless the
+        # file moved while it was being hashed.
         if cache is not None and stat_key(os.stat(real)) == stat_key(st):
             cache.put(real, FileDigest(want.sha256, want.size))
 
-    # Step 4 (bundle step 8): no unlisted weight beside the signed ones.
-    try:
-        on_disk = list_bundle_files(root)
-    except VerificationError as exc:
-        return [*problems, exc]
-    for name in on_disk:
-        if name not in subjects and is_weight_file(root / name):
-            problems.append(
-                UnlistedFileError(
-                    name,
-                    "weight file is not listed in the signed manifest "
-                    "(add it to release.toml and re-sign, or remove it)",
-                )
-            )
+    problems, _warnings = check_files(root, subjects, shortcut=shortcut, on_match=remember)
     return problems
-
-
-def _sha_mismatch(name: str, want: str, got: str) -> SonicRegistryError:
-    from ..errors import DigestMismatchError
-
-    return DigestMismatchError(name, f"sha256: expected {want[:16]}..., found {got[:16]}...")
 
 
 def _loose_weights(files: Iterable[str], roots: Sequence[Path]) -> list[str]:
