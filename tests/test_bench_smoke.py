@@ -23,7 +23,8 @@ from bench.data import parse_size  # noqa: E402
 from bench.report import BEGIN, END, splice_markdown  # noqa: E402
 
 TARGETS = {
-    "verify-vs-hash-limit",
+    "verify-vs-hash-limit@1MiB",
+    "verify-vs-hash-limit@2MiB",
     "verify-vs-model_signing",
     "hook-warm-cache",
     "verified-load",
