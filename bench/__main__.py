@@ -140,6 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     if wanted("hook"):
         hook_size = 2 << 30 if size >= 1 << 30 else size  # DESIGN.md: 2 GiB
         attempt("hook", "hook", lambda: cases.hook_group(hook_size, data, args.reps))
+        if args.growth:  # the warm-cache time must not grow with the model
+            small = min(sizes)
+            attempt(
+                "hook-small",
+                "hook (small repo)",
+                lambda: cases.hook_group(small, data, args.reps, name="hook-small"),
+            )
     if wanted("load"):
         attempt("load", "load", lambda: cases.load_group(model, args.reps, args.warmup))
     if wanted("startup"):

@@ -348,9 +348,9 @@ def identify_group(model: Model, keys: Keys, data_dir: Path, reps: int, warmup: 
     return group
 
 
-def hook_group(size: int, data_dir: Path, reps: int) -> Group:
+def hook_group(size: int, data_dir: Path, reps: int, name: str = "hook") -> Group:
     group = Group(
-        "hook",
+        name,
         f"pre-commit hook on an unchanged {human(size)} model repo (whole process)",
         size,
     )

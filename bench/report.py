@@ -101,11 +101,7 @@ def check_targets(
         )
     )
     hook = groups.get("hook")
-    warm = None
-    if hook is not None:
-        for name, r in hook.results.items():
-            if isinstance(r, Stats) and "warm" in name:
-                warm = r.median
+    warm = _warm(hook)
     out.append(
         Target(
             "hook-warm-cache",
@@ -116,6 +112,19 @@ def check_targets(
             "hook warm-cache run" if warm is not None else "no hook measurement",
         )
     )
+    small = groups.get("hook-small")
+    warm_small = _warm(small)
+    if small is not None and hook is not None and small.size and hook.size:
+        out.append(
+            _ratio(
+                "hook-size-independent",
+                f"warm-cache hook time at {human(hook.size)} vs {human(small.size)} (<= 1.25x)",
+                warm,
+                warm_small,
+                1.25,
+                "hook warm-cache runs",
+            )
+        )
     hash_only = _median(groups, "load", "hash-only (sha256)")
     plain = _median(groups, "load", "safetensors.torch.load_file")
     slower = max(hash_only, plain) if hash_only is not None and plain is not None else None
@@ -159,7 +168,7 @@ def check_targets(
         if s is not None:
             rss.append((size, s.max_rss))
     if len(rss) >= 2:
-        (small, rs), (big, rb) = rss[0], rss[-1]
+        (lo, rs), (hi, rb) = rss[0], rss[-1]
         out.append(
             Target(
                 "verify-memory-flat",
@@ -167,7 +176,7 @@ def check_targets(
                 rb / rs,
                 1.10,
                 "x",
-                f"(peak RSS {human(rb)} at {human(big)} vs {human(rs)} at {human(small)})",
+                f"(peak RSS {human(rb)} at {human(hi)} vs {human(rs)} at {human(lo)})",
             )
         )
     else:
@@ -182,6 +191,15 @@ def check_targets(
             )
         )
     return out
+
+
+def _warm(group: Group | None) -> float | None:
+    if group is None:
+        return None
+    for name, r in group.results.items():
+        if isinstance(r, Stats) and "warm" in name:
+            return r.median
+    return None
 
 
 def write_json(path: Path, doc: Mapping[str, Any]) -> None:
