@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,6 +122,10 @@ class VerifiedRelease(VerifiedStatement):
 
     root: Path = Path(".")
     warnings: tuple[str, ...] = field(default=())
+    #: Files confined and size-checked but not hashed yet: ``hash_on_load``
+    #: promised that they are read only through the verified loader, which
+    #: hashes them in the same pass that builds the tensors.
+    unhashed: frozenset[str] = frozenset()
 
     @property
     def files(self) -> Mapping[str, FileDigest]:
@@ -281,15 +285,7 @@ def sign_bundle(
         release = Release.from_predicate(predicate, where=str(base / TOML_NAME))
 
     names = list_bundle_files(base)
-    listed = set(names)
-    for component in release.components.values():
-        for name in component.paths:
-            if name not in listed:
-                raise InvalidManifest(
-                    f"components.{component.role}.path",
-                    f"expected a file in the bundle, found no {name!r}",
-                    path=str(base / TOML_NAME),
-                )
+    _require_component_files(release, names, where=str(base / TOML_NAME))
     digests = _digest_bundle(base, names, progress, threads, shard_size, blake3)
     statement = build_statement(release, digests)
     payload = canonical_bytes(statement)
@@ -311,6 +307,18 @@ def sign_bundle(
         envelope = Envelope(payload=payload).signed_by(key)
     atomic_write_bytes(out, envelope.to_json())
     return out, envelope, added
+
+
+def _require_component_files(release: Release, names: Sequence[str], *, where: str) -> None:
+    listed = set(names)
+    for component in release.components.values():
+        for name in component.paths:
+            if name not in listed:
+                raise InvalidManifest(
+                    f"components.{component.role}.path",
+                    f"expected a file in the bundle, found no {name!r}",
+                    path=where,
+                )
 
 
 def _same_release(pred: Mapping[str, Any], release: Release) -> bool:
@@ -627,6 +635,7 @@ def verify_bundle(
     threads: int | None = None,
     now: datetime | None = None,
     prefer_blake3: bool = True,
+    hash_on_load: Collection[str] = (),
 ) -> VerifiedRelease:
     """Verify a model directory against its signed ``release.dsse.json``.
 
@@ -634,15 +643,48 @@ def verify_bundle(
     ``public_keys`` pins keys directly (both channels, threshold 1). Raises a
     :class:`~sonic_registry.errors.VerificationError` (exit 1) listing every
     problem in ``.problems``, or a ``UsageError`` (exit 2) for unreadable input.
+
+    ``hash_on_load`` names roles whose files the caller will read only through
+    :mod:`sonic_registry.loader`: they are confined and size-checked here but
+    hashed by the loader in the same read that builds the tensors, so a model's
+    bytes are read once (``VerifiedRelease.unhashed`` lists them).
+
+    A bundle without ``release.dsse.json`` is unsigned: refused (exit 1)
+    unless ``allow_unsigned``, then described from ``release.toml`` and the
+    files as they are, and labelled "unverified".
     """
     base = Path(root)
     if not base.is_dir():
         raise UnreadableInputError(str(base), "expected a model directory")
     store = resolve_trust(trust, public_keys)
     env_path = Path(envelope) if envelope is not None else base / ENVELOPE_NAME
+    if envelope is None and not env_path.exists():
+        # Step 0: no envelope at all is a verdict about the bundle, not bad input.
+        if not allow_unsigned:
+            raise UnsignedReleaseError(
+                str(env_path),
+                f"expected a signed release, found no {ENVELOPE_NAME} "
+                f"(run `sonic-registry sign {base} --key KEY`)",
+            )
+        return _unsigned_release(base, progress=progress, threads=threads)
     statement = verify_envelope(env_path, store, allow_unsigned=allow_unsigned, now=now)
+    unhashed = frozenset(
+        name
+        for role in hash_on_load
+        if role in statement.release.components
+        for name in statement.release.components[role].paths
+    )
+
+    def defer(name: str, real: str, st: os.stat_result, want: SubjectDigest) -> bool | None:
+        return True if name in unhashed and st.st_size == want.size else None
+
     problems, warnings = check_files(
-        base, statement.subjects, progress=progress, threads=threads, prefer_blake3=prefer_blake3
+        base,
+        statement.subjects,
+        progress=progress,
+        threads=threads,
+        prefer_blake3=prefer_blake3,
+        shortcut=defer if unhashed else None,
     )
     _raise_all(problems)
     if record_serial and store.path is not None:
@@ -657,4 +699,26 @@ def verify_bundle(
         envelope=statement.envelope,
         root=base,
         warnings=tuple(warnings),
+        unhashed=unhashed,
+    )
+
+
+def _unsigned_release(
+    base: Path, *, progress: Progress | None, threads: int | None
+) -> VerifiedRelease:
+    """What an unsigned bundle claims (``release.toml`` + current digests): 'unverified'."""
+    release = Release.from_toml(base / TOML_NAME)
+    names = list_bundle_files(base)
+    _require_component_files(release, names, where=str(base / TOML_NAME))
+    subjects = _digest_bundle(base, names, progress, threads, SHARD_SIZE, with_blake3=False)
+    envelope = Envelope(payload=canonical_bytes(build_statement(release, subjects)))
+    return VerifiedRelease(
+        release=release,
+        subjects=MappingProxyType(subjects),
+        channel="unverified",
+        signers=(),
+        manifest_digest=envelope.payload_digest,
+        envelope=envelope,
+        root=base,
+        warnings=(f"{ENVELOPE_NAME}: missing; nothing about this bundle is verified",),
     )

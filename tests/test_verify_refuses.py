@@ -333,3 +333,44 @@ def test_tampered_bundle_does_not_record_its_serial(make_bundle, trust_file) -> 
     with pytest.raises(DigestMismatchError):
         verify_bundle(root, trust_file)
     assert TrustStore.load(trust_file).serials == {}
+
+
+# --- unsigned bundles and hashing deferred to the loader ------------------------
+
+
+def test_missing_envelope_is_an_unsigned_verdict(make_bundle, official_key) -> None:
+    root = make_bundle(sign=False)
+    with pytest.raises(UnsignedReleaseError) as exc:
+        _verify(root, official_key)
+    assert str(exc.value) == (
+        f"{root / 'release.dsse.json'}: expected a signed release, found no release.dsse.json "
+        f"(run `sonic-registry sign {root} --key KEY`)"
+    )
+
+
+def test_missing_envelope_with_opt_in_is_labelled_unverified(make_bundle, official_key) -> None:
+    root = make_bundle(sign=False)
+    verified = verify_bundle(root, public_keys=[official_key.private.public], allow_unsigned=True)
+    assert verified.channel == "unverified"
+    assert verified.signers == ()
+    assert verified.subjects[UNET].size == (root / UNET).stat().st_size
+    assert verified.warnings == (
+        "release.dsse.json: missing; nothing about this bundle is verified",
+    )
+
+
+def test_hash_on_load_defers_only_the_hash(make_bundle, official_key) -> None:
+    from sonic_registry.loader import load_verified
+
+    root = make_bundle()
+    _flip(root / UNET, 100)
+    keys = [official_key.private.public]
+    verified = verify_bundle(root, public_keys=keys, hash_on_load=("unet",))
+    assert verified.unhashed == frozenset({UNET})
+    # the loader hashes what it loads, so the flipped byte is still refused
+    with pytest.raises(DigestMismatchError, match=rf"{UNET}: expected sha256 "):
+        load_verified(root / UNET, verified, "unet")
+    # sizes (and paths) are still checked by verify itself
+    os.truncate(root / UNET, 10)
+    with pytest.raises(DigestMismatchError, match=r"size: expected \d+ bytes, found 10"):
+        verify_bundle(root, public_keys=keys, hash_on_load=("unet",))
