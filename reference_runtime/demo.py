@@ -240,7 +240,7 @@ def run_demo(cfg: DemoConfig, *, echo: Echo = print) -> bool:
     (unsigned / "release.dsse.json").unlink()
     steps.refused(
         "a bundle without release.dsse.json",
-        SonicRegistryError,
+        UnsignedReleaseError,
         lambda: run(replace(base, bundle=unsigned, out=out / "unsigned.mp4")),
     )
     stranger = bundles / "stranger-1.3.0"

@@ -22,7 +22,6 @@ loud warning that is also written to the audit record.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -115,23 +114,20 @@ class GenerateResult:
 def load_trust_store(trust: Path | None, public_keys: tuple[Path, ...]) -> TrustStore:
     """The trust store file, plus pinned keys (trusted for both channels)."""
     from sonic_registry.signing import load_public_key
+    from sonic_registry.trust import resolve_trust
 
-    pinned = [load_public_key(p) for p in public_keys]
-    if trust is None and not pinned:
-        raise UsageError("", "no trusted keys: give --trust trust.json or --public-key KEY.pub")
-    if trust is None:
-        return TrustStore.from_public_keys(pinned)
-    store = TrustStore.load(trust)
-    for key in pinned:
-        store = store.with_key(key, ("official", "community"), name="pinned")
-    return store
+    return resolve_trust(trust, [load_public_key(p) for p in public_keys])
 
 
 def _verify_all(
     req: GenerateRequest, store: TrustStore, echo: Echo
 ) -> tuple[VerifiedRelease, dict[str, VerifiedRelease]]:
     """Step 1: every bundle involved verifies; role -> the verified release it comes from."""
-    main = verify_bundle(req.bundle, store, allow_unsigned=req.allow_unsigned)
+    # The weights this runtime loads are hashed by the verified loader in the
+    # same read that builds the tensors (hash_on_load), so each byte is read once.
+    main = verify_bundle(
+        req.bundle, store, allow_unsigned=req.allow_unsigned, hash_on_load=_main_roles(req)
+    )
     echo(f"verified {req.bundle}: {main.release.release_id} ({_label(main.channel)})")
     sources = {role: main for role in ROLES}
     for role, other in req.components.items():
@@ -139,7 +135,9 @@ def _verify_all(
             raise UsageError(
                 "--component", f"expected a role among {', '.join(ROLES)}, found {role!r}"
             )
-        verified = verify_bundle(other, store, allow_unsigned=req.allow_unsigned)
+        verified = verify_bundle(
+            other, store, allow_unsigned=req.allow_unsigned, hash_on_load=(role,)
+        )
         echo(f"verified {other}: {verified.release.release_id} ({_label(verified.channel)})")
         sources[role] = verified
     for role, verified in sources.items():
@@ -148,6 +146,11 @@ def _verify_all(
                 str(verified.root), f"{verified.release.release_id} has no {role} component"
             )
     return main, sources
+
+
+def _main_roles(req: GenerateRequest) -> tuple[str, ...]:
+    """The roles the main bundle supplies (those not taken from another bundle)."""
+    return tuple(r for r in ROLES if r not in req.components)
 
 
 def _label(channel: str) -> str:
@@ -199,27 +202,31 @@ def _resolve(
     echo: Echo,
 ) -> tuple[str, tuple[str, ...]]:
     """Step 2: resolve the graph; returns (channel, overridden mixed-release lines)."""
-    from sonic_registry.registry import RELEASES_DIR, Registry
+    from sonic_registry.digest import KnownDigests
+    from sonic_registry.registry import Registry
     from sonic_registry.resolver import analyze_graph
 
     roots = {v.root.resolve() for v in sources.values()}
     models_dir = Path(os.path.commonpath([str(r) for r in roots]))
+    unique = {id(v): v for v in sources.values()}.values()
     if req.registry is not None:
         registry = stack.enter_context(Registry(req.registry, store))
     else:
         # No registry given: the releases being run are the registry.
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sonic-rt-")))
-        (tmp / "registry" / RELEASES_DIR).mkdir(parents=True)  # valid even if nothing is signed
-        registry = stack.enter_context(Registry(tmp / "registry", store))
-        for verified in {id(v): v for v in sources.values()}.values():
-            if verified.channel != "unverified":
-                registry.add(verified.envelope.to_json(), record_serial=False)
+        signed = [v.envelope.to_json() for v in unique if v.channel != "unverified"]
+        registry = stack.enter_context(Registry.from_envelopes(signed, store))
+    # Weights not hashed yet are identified by their signed digests: the loader
+    # hashes the very bytes it loads and refuses any that differ.
+    signed_digests = KnownDigests(
+        {v.root / n: v.subjects[n].file for v in unique for n in v.unhashed}
+    )
     resolution = analyze_graph(
         _runtime_graph(sources, models_dir, req.runtime_version),
         registry,
         models_dir,
         runtime_version=req.runtime_version,
         allow_unsigned=req.allow_unsigned,
+        stat_cache=signed_digests,
     )
     mixed = [p for p in resolution.problems if isinstance(p, MixedReleaseError)]
     others = [p for p in resolution.problems if not isinstance(p, MixedReleaseError)]

@@ -20,18 +20,20 @@ import os
 import stat as stat_mod
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import UnreadableInputError
 
 __all__ = [
     "CHUNK_SIZE",
     "SHARD_SIZE",
+    "DigestSource",
     "FileDigest",
+    "KnownDigests",
     "ShardedDigest",
     "StatCache",
     "blake3_available",
@@ -276,6 +278,36 @@ def _stat_size(path: Path) -> int:
         raise UnreadableInputError(str(path), "no such file") from exc
     except OSError as exc:
         raise UnreadableInputError(str(path), f"cannot stat: {exc.strerror}") from exc
+
+
+class DigestSource(Protocol):
+    """Where a caller may already know a file's digest without reading it.
+
+    :class:`StatCache` is one (files unchanged since hashed); :class:`KnownDigests`
+    another (signed digests of files the verified loader will hash on load).
+    """
+
+    def get(self, file_path: str | Path) -> FileDigest | None: ...
+
+    def put(self, file_path: str | Path, digest: FileDigest) -> None: ...
+
+
+class KnownDigests:
+    """Read-only digests the caller vouches for, keyed by real path.
+
+    For a runtime that resolves its graph before loading: the signed digest of
+    each weight stands in for reading it now, because the loader hashes the very
+    bytes it loads and refuses any that differ.
+    """
+
+    def __init__(self, digests: Mapping[str | Path, FileDigest]) -> None:
+        self._digests = {os.path.realpath(p): d for p, d in digests.items()}
+
+    def get(self, file_path: str | Path) -> FileDigest | None:
+        return self._digests.get(os.path.realpath(file_path))
+
+    def put(self, file_path: str | Path, digest: FileDigest) -> None:
+        """Known digests are fixed; what a caller hashed is not added."""
 
 
 class StatCache:

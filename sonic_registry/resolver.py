@@ -39,7 +39,7 @@ from .workflows import Graph, InterfaceMismatchError, WeightRef, load_graph
 
 if TYPE_CHECKING:
     from .bundle import VerifiedStatement
-    from .digest import FileDigest, StatCache
+    from .digest import DigestSource, FileDigest
     from .registry import Match, Registry
 
 __all__ = [
@@ -161,7 +161,7 @@ def _models_path(models_dir: Path, rel: str, ref: WeightRef, source: str) -> Pat
     return models_dir / rel
 
 
-def _hash(path: Path, cache: StatCache | None) -> FileDigest:
+def _hash(path: Path, cache: DigestSource | None) -> FileDigest:
     from .digest import hash_file
 
     if cache is not None:
@@ -193,7 +193,7 @@ def analyze_graph(
     *,
     runtime_version: str | None = None,
     allow_unsigned: bool = False,
-    stat_cache: StatCache | None = None,
+    stat_cache: DigestSource | None = None,
 ) -> Resolution:
     """Resolve ``graph``; every problem is collected in ``Resolution.problems``."""
     problems: list[SonicRegistryError] = []
@@ -469,7 +469,7 @@ def resolve_graph(
     *,
     runtime_version: str | None = None,
     allow_unsigned: bool = False,
-    stat_cache: StatCache | None = None,
+    stat_cache: DigestSource | None = None,
 ) -> Resolution:
     """Resolve ``graph`` or raise: the first problem, with all of them in ``.problems``.
 

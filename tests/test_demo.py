@@ -37,7 +37,7 @@ def test_demo_runs_every_step(tmp_path: Path) -> None:
     # Step 4: each refusal names its reason.
     for reason in (
         "DigestMismatchError",
-        "release.dsse.json: no such file",
+        "expected a signed release, found no release.dsse.json",
         "UnsignedReleaseError",
         "IncompatibleRuntimeError",
         "does not match the audio length",
