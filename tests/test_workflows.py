@@ -15,7 +15,8 @@ from sonic_install import WORKFLOWS
 from sonic_registry.errors import SonicRegistryError
 from sonic_registry.workflows import InvalidGraph, load_graph, parse_graph_bytes
 
-SHARED = Path("/work/shared/research/workflows")
+# CI and every project machine keep shared/ beside the repository checkout.
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "research" / "workflows"
 ALL = sorted(p for p in WORKFLOWS.rglob("*") if p.is_file())
 
 
