@@ -73,3 +73,12 @@ def test_killed_writer_process_never_leaves_a_partial_file(tmp_path: Path) -> No
     leftovers = [p for p in os.listdir(tmp_path) if p != "trust.json"]
     # a temp file may remain after SIGKILL, but it is never the target itself
     assert all(p.startswith(".trust.json.") for p in leftovers)
+
+
+def test_writing_into_a_missing_directory_is_one_clear_line(tmp_path: Path) -> None:
+    from sonic_registry.errors import UnreadableInputError
+
+    target = tmp_path / "nodir" / "k.key"
+    with pytest.raises(UnreadableInputError) as exc:
+        fileio.atomic_write_bytes(target, b"x")
+    assert str(exc.value) == f"{target}: cannot write: no directory {target.parent}"
