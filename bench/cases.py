@@ -227,8 +227,8 @@ elif mode == "plain":
     tensors = safetensors.torch.load_file(path)
 elif mode == "touch":
     tensors = safetensors.torch.load_file(path)
-    for t in tensors.values():
-        t.sum()
+    for tensor in tensors.values():
+        tensor.sum()
 elif mode == "verified":
     from sonic_registry.loader import load_file_verified
     tensors = load_file_verified(path, FileDigest(sha, size))

@@ -89,7 +89,8 @@ def run_process(
     if proc.returncode != 0:
         lines = [x for x in (err or out).strip().splitlines() if not x.startswith(_RSS_TAG)]
         tail = lines[-3:]
-        raise CommandFailed(f"{' '.join(argv)} exited {proc.returncode}: {' | '.join(tail)}")
+        shown = " ".join("<script>" if "\n" in a else a for a in argv)
+        raise CommandFailed(f"{shown} exited {proc.returncode}: {' | '.join(tail)}")
     rss_kib = usage.ru_maxrss  # KiB on Linux; an upper bound when not wrapped
     if wrapped:
         tagged = [line for line in err.splitlines() if line.startswith(_RSS_TAG)]
