@@ -268,7 +268,7 @@ def render_markdown(
         f"- load average at start: {', '.join(f'{x:.2f}' for x in m['load_average'])}",
         f"- {s['reps']} interleaved repetitions per case after {s['warmup']} warm-up run(s);"
         " page cache warm (every file read once before each group); whole-process wall time"
-        " unless the table says otherwise; peak RSS from `wait4` of each child.",
+        " unless the table says otherwise; peak RSS of each child from GNU `time -f %M`.",
         "",
         "### Targets (DESIGN.md)",
         "",
