@@ -17,7 +17,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import cases
-from .data import ensure_install, ensure_keys, ensure_model, ensure_workflow, human, parse_size
+from .data import (
+    SINGLE,
+    ensure_install,
+    ensure_keys,
+    ensure_model,
+    ensure_workflow,
+    human,
+    parse_size,
+)
 from .machine import describe
 from .plot import plot_throughput
 from .report import check_targets, render_markdown, splice_markdown, write_json
@@ -64,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--only",
-        help="comma-separated groups: verify,sign,startup,load,resolver,identify,hook",
+        help="comma-separated groups: verify,single,sign,startup,load,resolver,identify,hook",
     )
     return p
 
@@ -134,6 +142,15 @@ def main(argv: list[str] | None = None) -> int:
                     m, keys, sig, args.reps, args.warmup
                 ),
             )
+    if wanted("single"):
+        single = ensure_model(data, size, SINGLE)
+        attempt(
+            f"verify-single-{size}",
+            f"verify one {human(size)} file",
+            lambda: cases.single_file_group(
+                single, keys, data / f"model-single-{size}.sig", args.reps, args.warmup
+            ),
+        )
     if wanted("sign"):
         sig = data / f"model-{size}.sign.sig"
         attempt("sign", "sign", lambda: cases.sign_group(model, keys, sig, args.reps, args.warmup))

@@ -24,6 +24,7 @@ from pathlib import Path
 
 __all__ = [
     "LAYOUT",
+    "SINGLE",
     "Install",
     "Keys",
     "Model",
@@ -43,6 +44,8 @@ LAYOUT: Sequence[tuple[str, str, float]] = (
     ("audio2token.safetensors", "audio_encoder", 0.15),
     ("audio2bucket.safetensors", "motion_decoder", 0.15),
 )
+#: One big file, as upstream Sonic ships its UNet: no peer can split it over processes.
+SINGLE: Sequence[tuple[str, str, float]] = (("unet.safetensors", "unet", 1.0),)
 TENSORS_PER_FILE = 8
 BLOCK = 64 << 20
 CLI = str(Path(sys.executable).with_name("sonic-registry"))
@@ -122,9 +125,9 @@ def _write_safetensors(path: Path, nbytes: int, noise: _Noise) -> None:
     os.replace(tmp, path)
 
 
-def _release_toml() -> str:
+def _release_toml(layout: Sequence[tuple[str, str, float]]) -> str:
     roles: dict[str, list[str]] = {}
-    for name, role, _ in LAYOUT:
+    for name, role, _ in layout:
         roles.setdefault(role, []).append(name)
     lines = [
         "[release]",
@@ -149,12 +152,15 @@ def _release_toml() -> str:
     return "\n".join(lines)
 
 
-def ensure_model(data_dir: Path, size: int) -> Model:
+def ensure_model(
+    data_dir: Path, size: int, layout: Sequence[tuple[str, str, float]] = LAYOUT
+) -> Model:
     """The model of ``size`` bytes under ``data_dir`` (built once, reused while unchanged)."""
-    root = data_dir / f"model-{size}"
-    spec = {"size": size, "layout": [list(x) for x in LAYOUT], "tensors": TENSORS_PER_FILE}
-    stamp = data_dir / f"model-{size}.spec.json"
-    files = tuple(root / name for name, _, _ in LAYOUT)
+    stem = f"model-{size}" if layout is LAYOUT else f"model-single-{size}"
+    root = data_dir / stem
+    spec = {"size": size, "layout": [list(x) for x in layout], "tensors": TENSORS_PER_FILE}
+    stamp = data_dir / f"{stem}.spec.json"
+    files = tuple(root / name for name, _, _ in layout)
     if (
         stamp.is_file()
         and json.loads(stamp.read_text()) == spec
@@ -165,9 +171,9 @@ def ensure_model(data_dir: Path, size: int) -> Model:
         shutil.rmtree(root)
     root.mkdir(parents=True)
     noise = _Noise(seed=size)
-    for (_, _, share), path in zip(LAYOUT, files, strict=True):
+    for (_, _, share), path in zip(layout, files, strict=True):
         _write_safetensors(path, int(size * share), noise)
-    (root / "release.toml").write_text(_release_toml())
+    (root / "release.toml").write_text(_release_toml(layout))
     stamp.write_text(json.dumps(spec))
     return Model(root, size, files)
 

@@ -215,7 +215,7 @@ def _fmt_s(x: float) -> str:
 
 def _group_table(group: Group) -> list[str]:
     baseline = None
-    for case in ("openssl dgst -sha256 x2", "python -c pass", "sha256sum"):
+    for case in ("openssl dgst -sha256 x2", "openssl dgst -sha256", "python -c pass", "sha256sum"):
         if group.stats(case) is not None:
             baseline = case
             break
