@@ -141,16 +141,22 @@ def test_progress_bar_only_for_big_jobs_on_a_terminal(monkeypatch: pytest.Monkey
     import sys
 
     from sonic_registry.cli import registry as cli_registry
+    from sonic_registry.cli._common import progress_bar
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:
             return True
 
-    with cli_registry._doctor_progress(1 << 40) as progress:
+    def doctor_bar(total: int):  # as `doctor` asks for it: the bar follows stdout
+        return progress_bar(
+            total, "hashing", min_bytes=cli_registry.DOCTOR_PROGRESS_BYTES, terminal=sys.stdout
+        )
+
+    with doctor_bar(1 << 40) as progress:
         assert progress is None  # stdout is not a terminal under pytest
     monkeypatch.setattr(sys, "stdout", Tty())
-    with cli_registry._doctor_progress(10) as progress:
+    with doctor_bar(10) as progress:
         assert progress is None  # too small to bother
-    with cli_registry._doctor_progress(cli_registry.DOCTOR_PROGRESS_BYTES) as progress:
+    with doctor_bar(cli_registry.DOCTOR_PROGRESS_BYTES) as progress:
         assert progress is not None
         progress(1024)

@@ -7,17 +7,30 @@ anything unexpected prints one line naming its type and exits 2.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
+import stat
 import sys
-from collections.abc import Callable, Iterable
-from typing import Any, NoReturn, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, NoReturn, TextIO, TypeVar
 
 import click
 
 from ..errors import SonicRegistryError
 
-__all__ = ["emit_json", "fail", "handle_errors", "json_option", "leaf_errors"]
+__all__ = [
+    "PROGRESS_MIN_BYTES",
+    "emit_json",
+    "fail",
+    "handle_errors",
+    "json_option",
+    "leaf_errors",
+    "progress_bar",
+    "tree_bytes",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -81,3 +94,51 @@ def handle_errors(fn: F) -> F:
             )
 
     return wrapper  # type: ignore[return-value]
+
+
+#: Show a progress bar only for work this large (and only on a terminal).
+PROGRESS_MIN_BYTES = 256 << 20
+
+
+def tree_bytes(root: Path) -> int:
+    """Bytes of the regular files under ``root`` (links not followed): a progress total."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(dirpath, name))
+                if stat.S_ISREG(st.st_mode):
+                    total += st.st_size
+    return total
+
+
+@contextlib.contextmanager
+def progress_bar(
+    total: int,
+    label: str,
+    *,
+    min_bytes: int = PROGRESS_MIN_BYTES,
+    terminal: TextIO | None = None,
+) -> Iterator[Callable[[int], None] | None]:
+    """A rich progress bar on stderr for big jobs, only when ``terminal`` is a TTY.
+
+    ``terminal`` defaults to stderr; ``doctor`` passes stdout, so its table
+    piped to a file gets no bar on the console either.
+    """
+    shown_on = terminal if terminal is not None else sys.stderr
+    if total < min_bytes or not shown_on.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)

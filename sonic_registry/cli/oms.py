@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import stat
 from pathlib import Path
 
 import click
 
-from ._common import emit_json, handle_errors, json_option
+from ._common import emit_json, handle_errors, json_option, progress_bar, tree_bytes
 from .keys import passphrase_options, read_passphrase, signing_key_option
 
 __all__ = ["export_oms", "run_verify_oms"]
-
-
-def _model_bytes(root: Path) -> int:
-    """Bytes under ``root`` (regular files, links not followed): the progress bar's total."""
-    total = 0
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            with contextlib.suppress(OSError):
-                st = os.lstat(os.path.join(dirpath, name))
-                if stat.S_ISREG(st.st_mode):
-                    total += st.st_size
-    return total
 
 
 def _is_encrypted(key_path: Path) -> bool:
@@ -81,7 +66,6 @@ def export_oms(
     (`sonic-registry keygen --algorithm ecdsa-p256`); Ed25519 keys are refused.
     """
     from ..interop.oms import export_oms as do_export
-    from .release import progress_bar
 
     # Prompt only for an encrypted key: OMS keys are often plain PEM files made
     # by openssl, and a prompt for nothing would block a script on a terminal.
@@ -90,7 +74,7 @@ def export_oms(
         if passphrase_env or _is_encrypted(key_path)
         else None
     )
-    with progress_bar(_model_bytes(model_dir), "hashing") as progress:
+    with progress_bar(tree_bytes(model_dir), "hashing") as progress:
         result = do_export(
             model_dir,
             key_path,
@@ -135,10 +119,9 @@ def run_verify_oms(
             f"store, found {len(public_keys)} key(s)"
             + (" and a trust store" if trust_path is not None else ""),
         )
-    from .release import progress_bar
 
     key = TrustStore.load(trust_path) if trust_path is not None else public_keys[0]
-    with progress_bar(_model_bytes(model_dir), "verifying") as progress:
+    with progress_bar(tree_bytes(model_dir), "verifying") as progress:
         result = verify_oms(model_dir, oms, key, progress=progress)
     if json_output:
         emit_json(result.to_dict())

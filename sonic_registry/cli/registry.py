@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._common import emit_json, fail, handle_errors, json_option
+from ._common import emit_json, fail, handle_errors, json_option, progress_bar
 from .release import load_trust, trust_options
 
 if TYPE_CHECKING:
@@ -310,26 +308,6 @@ def resolve(
         click.echo("  params: " + ", ".join(f"{k}={v}" for k, v in sorted(res.params.items())))
 
 
-@contextmanager
-def _doctor_progress(total: int) -> Iterator[Callable[[int], None] | None]:
-    if total < DOCTOR_PROGRESS_BYTES or not sys.stdout.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("hashing", total=total)
-        yield lambda n: bar.advance(task, n)
-
-
 @click.command()
 @click.argument("models_dir", type=click.Path(file_okay=False, path_type=Path))
 @registry_option
@@ -355,7 +333,9 @@ def doctor(
     total = sum(p.stat().st_size for p in files)
     with (
         _open(registry_location, trust_path, public_keys) as reg,
-        _doctor_progress(total) as progress,
+        progress_bar(
+            total, "hashing", min_bytes=DOCTOR_PROGRESS_BYTES, terminal=sys.stdout
+        ) as progress,
     ):
         report = diagnose(
             models_dir, reg, stat_cache=_stat_cache(stat_cache), progress=progress, files=files

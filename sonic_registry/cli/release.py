@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._common import emit_json, handle_errors, json_option
+from ._common import emit_json, handle_errors, json_option, progress_bar, tree_bytes
 from .keys import passphrase_options, read_passphrase, signing_key_option
 
 if TYPE_CHECKING:
     from ..trust import TrustStore
 
-__all__ = ["init", "load_trust", "progress_bar", "sign", "trust_options", "verify"]
-
-#: Show a progress bar only for work this large (and only on a terminal).
-PROGRESS_MIN_BYTES = 256 << 20
+__all__ = ["init", "load_trust", "sign", "trust_options", "verify"]
 
 
 def trust_options(fn: Any) -> Any:
@@ -46,35 +41,6 @@ def load_trust(trust_path: Path | None, public_keys: tuple[Path, ...]) -> TrustS
     from ..trust import resolve_trust
 
     return resolve_trust(trust_path, [load_public_key(p) for p in public_keys])
-
-
-@contextmanager
-def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
-    """A rich progress bar on stderr for big jobs on a terminal; else nothing."""
-    if total < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
-
-
-def _dir_bytes(root: Path) -> int:
-    total = 0
-    for p in root.rglob("*"):
-        if p.is_file() and not p.is_symlink():
-            total += p.stat().st_size
-    return total
 
 
 @click.command()
@@ -134,7 +100,7 @@ def sign(
                 "the key is encrypted and stdin is not a terminal: give --passphrase-env VAR",
             ) from exc
         raise
-    with progress_bar(_dir_bytes(model_dir), "hashing") as progress:
+    with progress_bar(tree_bytes(model_dir), "hashing") as progress:
         out, envelope, added = sign_bundle(model_dir, key, progress=progress, blake3=with_blake3)
     if json_output:
         emit_json(
@@ -208,7 +174,7 @@ def verify(
 
         raise UnreadableInputError(str(model_dir), "expected a model directory")
     store = load_trust(trust_path, public_keys)
-    with progress_bar(_dir_bytes(model_dir), "verifying") as prog:
+    with progress_bar(tree_bytes(model_dir), "verifying") as prog:
         verified = verify_bundle(
             model_dir,
             store,
