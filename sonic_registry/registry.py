@@ -46,6 +46,7 @@ from .canonical import canonical_bytes, loads_strict
 from .errors import (
     InvalidManifest,
     RollbackError,
+    SonicRegistryError,
     UnreadableInputError,
     UsageError,
     VerificationError,
@@ -276,21 +277,31 @@ class Registry:
         self.close()
 
     @classmethod
-    def from_envelopes(cls, envelopes: Iterable[str | Path | bytes], trust: TrustStore) -> Registry:
+    def from_envelopes(
+        cls,
+        envelopes: Iterable[str | Path | bytes],
+        trust: TrustStore,
+        *,
+        skip_invalid: bool = False,
+    ) -> Registry:
         """A read-only, in-memory registry of these signed releases.
 
         For callers that hold the envelopes themselves, such as a model
         repository's own ``release.dsse.json`` in the pre-commit hook. Each
-        envelope is verified with ``trust``; one that does not verify raises.
+        envelope is verified with ``trust``; one that does not verify raises,
+        or with ``skip_invalid`` is left out and named in :attr:`problems`.
         """
         reg = cls(MEMORY, trust)
         for item in envelopes:
-            if isinstance(item, bytes):
-                data, where = item, "release.dsse.json"
-            else:
-                where = str(item)
-                data = _read_file(Path(item))
-            statement = reg._verify(data, where)
+            where = "release.dsse.json" if isinstance(item, bytes) else str(item)
+            try:
+                data = item if isinstance(item, bytes) else _read_file(Path(item))
+                statement = reg._verify(data, where)
+            except SonicRegistryError as exc:
+                if not skip_invalid:
+                    raise
+                reg.problems.append(f"{where}: skipped: {exc}")
+                continue
             r = statement.release
             reg._remember(_envelope_rel(r.model, r.version, r.serial), data, statement)
         return reg

@@ -312,3 +312,22 @@ def test_add_accepts_a_bundle_directory(
     )
     assert out.exit_code == 0, out.output
     assert "added: sonic@1.2.0#1" in out.stdout
+
+
+def test_from_envelopes_skips_what_does_not_verify_only_when_asked(
+    make_bundle, make_key, trust_file
+) -> None:
+    from sonic_registry.errors import UnsignedReleaseError
+    from sonic_registry.registry import Registry
+    from sonic_registry.trust import TrustStore
+
+    good = make_bundle("good") / "release.dsse.json"
+    stranger = make_bundle("stranger", key=make_key("stranger")) / "release.dsse.json"
+    store = TrustStore.load(trust_file)
+    with pytest.raises(UnsignedReleaseError):
+        Registry.from_envelopes([good, stranger], store)
+    with Registry.from_envelopes([good, stranger], store, skip_invalid=True) as reg:
+        assert [s.release.release_id for s in reg.releases()] == ["sonic@1.3.0#1"]
+        assert len(reg.problems) == 1
+        assert reg.problems[0].startswith(f"{stranger}: skipped: ")
+        assert "signed by unknown key" in reg.problems[0]

@@ -10,7 +10,6 @@ release signs ranges for are judged (:mod:`sonic_registry.params`): outside
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -100,11 +99,9 @@ def workflows(
     Releases come from ``registry`` when given, else from the signed bundles of
     the repository itself (``bundles``), verified with the hook's trust input.
     """
-    import tempfile
-
     from ..errors import SonicRegistryError
     from ..params import check_params
-    from ..registry import RELEASES_DIR, Registry, open_registry
+    from ..registry import Registry, open_registry
     from ..resolver import analyze_graph
     from ..workflows import load_graph
 
@@ -113,40 +110,34 @@ def workflows(
         return []
     store = trust.load()
     out: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="sonic-hook-") as tmp:
-        if registry is not None:
-            reg = open_registry(registry, store)
-        else:
-            (Path(tmp) / "registry" / RELEASES_DIR).mkdir(parents=True)  # may stay empty
-            reg = Registry(Path(tmp) / "registry", store)
-            for root in bundles:
-                # A bundle whose envelope does not verify is the verify hook's to
-                # report; here its files simply stay unknown, hence refused.
-                with contextlib.suppress(SonicRegistryError):
-                    reg.add(root / ENVELOPE_NAME, record_serial=False)
-        try:
-            for f in files:
-                try:
-                    res = analyze_graph(load_graph(f), reg, models_dir, stat_cache=stat_cache)
-                except SonicRegistryError as exc:
-                    out += [str(p) for p in exc.problems]
-                    continue
-                out += [str(p) for p in res.problems]
-                if res.problems or res.release is None:
-                    continue
-                # Only parameters the release signs ranges for are judged; the others
-                # (seed, fps, ...) are data assumptions the resolver already reports.
-                release = res.release.release
-                ranged = {k: v for k, v in res.params.items() if k in release.params}
-                try:
-                    report = check_params(release, ranged)
-                except SonicRegistryError as exc:
-                    out += [f"{f}: {p}" for p in exc.problems]
-                    continue
-                except ExceptionGroup as group:
-                    out += [f"{f}: {e}" for e in group.exceptions]
-                    continue
-                out += [f"{f}: {c.message}" for c in report.errors]
-        finally:
-            reg.close()
+    if registry is not None:
+        reg = open_registry(registry, store)
+    else:
+        # A bundle whose envelope does not verify is the verify hook's to report;
+        # here its files simply stay unknown, hence refused.
+        envelopes = [root / ENVELOPE_NAME for root in bundles]
+        reg = Registry.from_envelopes(envelopes, store, skip_invalid=True)
+    with reg:
+        for f in files:
+            try:
+                res = analyze_graph(load_graph(f), reg, models_dir, stat_cache=stat_cache)
+            except SonicRegistryError as exc:
+                out += [str(p) for p in exc.problems]
+                continue
+            out += [str(p) for p in res.problems]
+            if res.problems or res.release is None:
+                continue
+            # Only parameters the release signs ranges for are judged; the others
+            # (seed, fps, ...) are data assumptions the resolver already reports.
+            release = res.release.release
+            ranged = {k: v for k, v in res.params.items() if k in release.params}
+            try:
+                report = check_params(release, ranged)
+            except SonicRegistryError as exc:
+                out += [f"{f}: {p}" for p in exc.problems]
+                continue
+            except ExceptionGroup as group:
+                out += [f"{f}: {e}" for e in group.exceptions]
+                continue
+            out += [f"{f}: {c.message}" for c in report.errors]
     return out
