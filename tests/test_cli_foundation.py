@@ -219,3 +219,29 @@ def test_help_and_import_do_not_load_heavy_modules(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_an_unexpected_bug_is_still_one_line_and_exit_2(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    import sonic_registry.bundle
+    from sonic_registry.cli import main
+    from sonic_registry.signing import generate_key
+
+    (tmp_path / "k.pub").write_text(generate_key().public.to_pem())
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise TypeError("boom")
+
+    monkeypatch.setattr(sonic_registry.bundle, "verify_bundle", broken)
+    args = ["verify", str(model_dir), "--public-key", str(tmp_path / "k.pub")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        "error: internal error (TypeError: boom); "
+        "rerun with SONIC_REGISTRY_DEBUG=1 for the traceback"
+    )
+    monkeypatch.setenv("SONIC_REGISTRY_DEBUG", "1")
+    assert isinstance(CliRunner().invoke(main, args).exception, TypeError)

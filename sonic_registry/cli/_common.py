@@ -71,6 +71,19 @@ def fail(errors: Iterable[SonicRegistryError], *, json_output: bool = False) -> 
     sys.exit(code)
 
 
+def _unexpected(exc: BaseException) -> SonicRegistryError:
+    """One line for an exception no library check anticipated.
+
+    >>> str(_unexpected(TypeError("boom")))
+    'internal error (TypeError: boom); rerun with SONIC_REGISTRY_DEBUG=1 for the traceback'
+    """
+    return SonicRegistryError(
+        "",
+        f"internal error ({type(exc).__name__}: {exc}); "
+        "rerun with SONIC_REGISTRY_DEBUG=1 for the traceback",
+    )
+
+
 def handle_errors(fn: F) -> F:
     """Turn library exceptions raised by a command into one-line errors and exit codes."""
 
@@ -79,19 +92,26 @@ def handle_errors(fn: F) -> F:
         json_output = bool(kwargs.get("json_output", False))
         try:
             return fn(*args, **kwargs)
-        except (SonicRegistryError, BaseExceptionGroup) as exc:
-            leaves = leaf_errors(exc)
-            if not leaves:
-                raise
-            fail(leaves, json_output=json_output)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # click's own usage errors and exits already print one line
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except (SonicRegistryError, BaseExceptionGroup) as exc:
+            leaves = leaf_errors(exc)
+            fail(leaves or [_unexpected(exc)], json_output=json_output)
         except OSError as exc:
             where = exc.filename or ""
             fail(
                 [SonicRegistryError(str(where), exc.strerror or str(exc))], json_output=json_output
             )
+        except Exception as exc:
+            # A bug of ours rather than bad input: still one line and exit 2, so
+            # scripts and hooks never parse a traceback; the traceback itself is
+            # there on request.
+            if os.environ.get("SONIC_REGISTRY_DEBUG"):
+                raise
+            fail([_unexpected(exc)], json_output=json_output)
 
     return wrapper  # type: ignore[return-value]
 
