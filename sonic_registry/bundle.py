@@ -230,14 +230,14 @@ def _digest_bundle(
     shard_size: int,
     with_blake3: bool,
 ) -> dict[str, SubjectDigest]:
+    # Hash the confined target of each name (list_bundle_files allows links that
+    # stay inside the root), exactly as check_files does when verifying.
+    real_root = os.path.realpath(root)
+    reals = [_confined(root, real_root, n) for n in names]
     digests = sharded_digests(
-        [root / n for n in names],
-        shard_size=shard_size,
-        whole=True,
-        threads=threads,
-        progress=progress,
+        reals, shard_size=shard_size, whole=True, threads=threads, progress=progress
     )
-    b3 = [blake3_file(root / n, threads=threads)[0] for n in names] if with_blake3 else None
+    b3 = [blake3_file(r, threads=threads)[0] for r in reals] if with_blake3 else None
     return {
         n: SubjectDigest(d.sha256, d.size, d.shard_size, d.shards, b3[i] if b3 else None)
         for i, (n, d) in enumerate(zip(names, digests, strict=True))
@@ -271,18 +271,16 @@ def sign_bundle(
     previous: Envelope | None = Envelope.load(out) if out.exists() else None
     prev_predicate: Mapping[str, Any] | None = None
     if previous is not None:
-        prev_predicate = loads_strict(previous.payload, where=str(out)).get("predicate", {})
+        # The envelope being extended is input like any other: schema-checked
+        # before any field of it is used.
+        statement = loads_strict(previous.payload, where=f"{out}: payload")
+        validate(statement, "statement", where=f"{out}: payload")
+        prev_predicate = statement["predicate"]
 
-    release = Release.from_toml(base / TOML_NAME, now=now)
     # Re-signing an unchanged release keeps the defaults (created/expires) that the
     # first signature chose, so a second key signs exactly the same payload bytes.
-    if prev_predicate is not None and isinstance(prev_predicate, Mapping):
-        toml_head = _toml_head(base / TOML_NAME)
-        predicate = release.to_predicate()
-        for key_name in ("created", "expires"):
-            if key_name not in toml_head and key_name in prev_predicate:
-                predicate[key_name] = prev_predicate[key_name]
-        release = Release.from_predicate(predicate, where=str(base / TOML_NAME))
+    keep = {k: prev_predicate[k] for k in ("created", "expires")} if prev_predicate else None
+    release = Release.from_toml(base / TOML_NAME, now=now, defaults=keep)
 
     names = list_bundle_files(base)
     _require_component_files(release, names, where=str(base / TOML_NAME))
@@ -323,14 +321,6 @@ def _require_component_files(release: Release, names: Sequence[str], *, where: s
 
 def _same_release(pred: Mapping[str, Any], release: Release) -> bool:
     return bool(pred.get("model") == release.model and pred.get("version") == release.version)
-
-
-def _toml_head(path: Path) -> Mapping[str, Any]:
-    import tomllib
-
-    with path.open("rb") as fh:
-        head = tomllib.load(fh).get("release", {})
-    return head if isinstance(head, Mapping) else {}
 
 
 # --- verification -------------------------------------------------------------

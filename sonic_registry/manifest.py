@@ -213,8 +213,18 @@ class Release:
     # -- parsing ------------------------------------------------------------
 
     @classmethod
-    def from_toml(cls, path: str | Path, *, now: datetime | None = None) -> Release:
-        """Read ``release.toml``; ``created``/``expires``/``serial`` get defaults."""
+    def from_toml(
+        cls,
+        path: str | Path,
+        *,
+        now: datetime | None = None,
+        defaults: Mapping[str, str] | None = None,
+    ) -> Release:
+        """Read ``release.toml``; ``created``/``expires``/``serial`` get defaults.
+
+        ``defaults`` supplies ``created``/``expires`` the file leaves out (``sign``
+        passes those of the envelope it adds a signature to).
+        """
         p = Path(path)
         raw = read_bounded(
             p,
@@ -230,15 +240,20 @@ class Release:
             raise InvalidManifest("", f"not valid TOML: {exc}", path=str(p)) from exc
         except RecursionError as exc:
             raise InvalidManifest("", "TOML nested too deeply", path=str(p)) from exc
-        return cls.from_toml_dict(data, where=str(p), now=now)
+        return cls.from_toml_dict(data, where=str(p), now=now, defaults=defaults)
 
     @classmethod
     def from_toml_dict(
-        cls, data: Mapping[str, Any], *, where: str = "release.toml", now: datetime | None = None
+        cls,
+        data: Mapping[str, Any],
+        *,
+        where: str = "release.toml",
+        now: datetime | None = None,
+        defaults: Mapping[str, str] | None = None,
     ) -> Release:
         data = _toml_to_json(data)
         validate(data, "release-toml", where=where)
-        head = data["release"]
+        head = {**(defaults or {}), **data["release"]}
         created = head.get("created") or format_time(now or datetime.now(UTC))
         expires = head.get("expires") or format_time(
             parse_time(created, field="release.created", path=where) + DEFAULT_LIFETIME

@@ -57,3 +57,34 @@ def test_second_key_adds_signature_to_same_envelope(
     )
     verified = verify_bundle(root, store)
     assert verified.signers == ("official", "second")
+
+
+def test_sign_and_verify_agree_on_links_inside_the_bundle(make_bundle, official_key) -> None:
+    # A link that stays inside the root is followed by both: sign hashes its
+    # target, as verify does, instead of failing on the link itself.
+    root = make_bundle(sign=False)
+    (root / "blobs").mkdir()
+    (root / "unet.safetensors").rename(root / "blobs" / "unet.bin")
+    (root / "unet.safetensors").symlink_to(Path("blobs") / "unet.bin")
+    (root / "release.toml").write_text(
+        (root / "release.toml").read_text()
+        + '\n[components.blob]\npath = "blobs/unet.bin"\nformat = "other"\ninterface = "x"\n'
+    )
+    sign_bundle(root, official_key.private)
+    verified = verify_bundle(root, public_keys=[official_key.private.public])
+    assert verified.files["unet.safetensors"] == verified.files["blobs/unet.bin"]
+
+
+def test_sign_refuses_to_extend_a_corrupt_envelope(make_bundle, official_key) -> None:
+    import base64
+    import json
+
+    from sonic_registry.errors import InvalidManifest
+
+    root = make_bundle()
+    env = json.loads((root / "release.dsse.json").read_text())
+    env["payload"] = base64.b64encode(b"[1]").decode()
+    (root / "release.dsse.json").write_text(json.dumps(env))
+    with pytest.raises(InvalidManifest) as exc:
+        sign_bundle(root, official_key.private)
+    assert str(exc.value) == f"{root / 'release.dsse.json'}: payload: expected object, found list"
