@@ -89,6 +89,13 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_by_sha256 ON files (sha256);
 """
+#: Every column the queries use: an index.sqlite without one of them is corrupt.
+_PROBES = (
+    "SELECT model, version, serial, channel, manifest_digest, envelope, envelope_sha256 "
+    "FROM releases LIMIT 0",
+    "SELECT sha256, size, model, version, role, path FROM files LIMIT 0",
+)
+_CORRUPT = "index.sqlite is corrupt; run `sonic-registry registry rebuild-index`"
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +164,16 @@ def _read_file(path: Path) -> bytes:
 
 
 def _connect(path: Path | str) -> sqlite3.Connection:
+    """Open (creating when new) an index; sqlite3.DatabaseError when it is no index."""
     conn = sqlite3.connect(str(path), timeout=60.0, isolation_level=None)
-    conn.execute("PRAGMA busy_timeout = 60000")
-    conn.executescript(_SCHEMA)
+    try:
+        conn.execute("PRAGMA busy_timeout = 60000")
+        conn.executescript(_SCHEMA)
+        for probe in _PROBES:
+            conn.execute(probe).fetchall()
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -262,8 +276,39 @@ class Registry:
                     self._rebuild_unlocked()
                 else:
                     self.rebuild_index()
-            self._conn = _connect(root / INDEX_NAME)
+            try:
+                self._conn = _connect(root / INDEX_NAME)
+            except sqlite3.DatabaseError:
+                self._recover(locked=locked)
+        assert self._conn is not None
         return self._conn
+
+    def _recover(self, *, locked: bool = False) -> None:
+        """The index is corrupt: rebuild it from the signed envelopes (it is only a hint)."""
+        self.close()
+        index = self._local_root() / INDEX_NAME
+        try:
+            if locked:
+                self._rebuild_unlocked()
+            else:
+                self.rebuild_index()
+            self._conn = _connect(index)
+        except (sqlite3.DatabaseError, OSError) as exc:
+            self.close()
+            raise UnreadableInputError(str(index), _CORRUPT) from exc
+
+    def _rows(self, sql: str, args: tuple[Any, ...] = (), *, locked: bool = False) -> list[Any]:
+        """Run a query; an index found corrupt only now is rebuilt and asked once more."""
+        try:
+            return self._db(locked=locked).execute(sql, args).fetchall()
+        except sqlite3.DatabaseError:
+            if self.root is None:
+                raise
+        self._recover(locked=locked)
+        try:
+            return self._db(locked=locked).execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise UnreadableInputError(str(self._local_root() / INDEX_NAME), _CORRUPT) from exc
 
     def close(self) -> None:
         if self._conn is not None:
@@ -364,11 +409,13 @@ class Registry:
         rel = _envelope_rel(r.model, r.version, r.serial)
         root.mkdir(parents=True, exist_ok=True)
         with FileLock(str(root / LOCK_NAME), timeout=120):
-            conn = self._db(locked=True)
-            row = conn.execute(
+            found = self._rows(
                 "SELECT serial, manifest_digest FROM releases WHERE model = ? AND version = ?",
                 (r.model, r.version),
-            ).fetchone()
+                locked=True,
+            )
+            conn = self._db(locked=True)
+            row = found[0] if found else None
             # Step 2: prevent rollback: a lower serial than the stored one is an
             # older manifest being replayed; the same serial with other content
             # means the maintainer re-signed without bumping it.
@@ -435,7 +482,7 @@ class Registry:
         for path in self._envelope_files():
             rel = path.relative_to(root).as_posix()
             try:
-                data = path.read_bytes()
+                data = _read_file(path)
                 statement = self._verify(data, str(path))
             except (VerificationError, UsageError, OSError) as exc:
                 self.problems.append(f"{path}: skipped: {exc}")
@@ -524,14 +571,10 @@ class Registry:
         The index only says where to look; the answer comes from the verified
         envelope, so an index row the envelope does not back is ignored.
         """
-        rows = (
-            self._db()
-            .execute(
-                "SELECT f.path, f.role, r.envelope FROM files f JOIN releases r "
-                "ON f.model = r.model AND f.version = r.version WHERE f.sha256 = ?",
-                (sha256,),
-            )
-            .fetchall()
+        rows = self._rows(
+            "SELECT f.path, f.role, r.envelope FROM files f JOIN releases r "
+            "ON f.model = r.model AND f.version = r.version WHERE f.sha256 = ?",
+            (sha256,),
         )
         matches: list[Match] = []
         for path, _role, rel in rows:
@@ -552,13 +595,10 @@ class Registry:
 
     def get(self, model: str, version: str) -> VerifiedStatement:
         """The newest verified serial of ``model@version``."""
-        row = (
-            self._db()
-            .execute(
-                "SELECT envelope FROM releases WHERE model = ? AND version = ?", (model, version)
-            )
-            .fetchone()
+        found = self._rows(
+            "SELECT envelope FROM releases WHERE model = ? AND version = ?", (model, version)
         )
+        row = found[0] if found else None
         if row is None:
             raise UnreadableInputError(
                 self.location, f"no release {model}@{version} in the registry"
@@ -567,7 +607,7 @@ class Registry:
 
     def releases(self) -> list[VerifiedStatement]:
         """Every release (newest serial per model@version) that verifies, sorted."""
-        rows = self._db().execute("SELECT envelope FROM releases").fetchall()
+        rows = self._rows("SELECT envelope FROM releases")
         out: list[VerifiedStatement] = []
         for (rel,) in rows:
             try:

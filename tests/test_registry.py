@@ -331,3 +331,68 @@ def test_from_envelopes_skips_what_does_not_verify_only_when_asked(
         assert len(reg.problems) == 1
         assert reg.problems[0].startswith(f"{stranger}: skipped: ")
         assert "signed by unknown key" in reg.problems[0]
+
+
+@pytest.mark.parametrize("corruption", ["not-a-database", "wrong-columns"])
+def test_corrupt_index_is_rebuilt_from_the_envelopes(
+    tmp_path: Path, trust_file: Path, two_versions: list[Path], corruption: str
+) -> None:
+    root = tmp_path / "reg"
+    reg = Registry(root, _trust(trust_file))
+    for b in two_versions[:2]:
+        reg.add(b / "release.dsse.json", record_serial=False)
+    reg.close()
+    runner = CliRunner()
+    common = ["--registry", str(root), "--trust", str(trust_file)]
+    unet = two_versions[1] / "unet.safetensors"
+
+    def corrupt() -> None:
+        (root / INDEX_NAME).unlink()
+        if corruption == "not-a-database":
+            (root / INDEX_NAME).write_bytes(b"this is not an sqlite database\n" * 200)
+        else:
+            with sqlite3.connect(root / INDEX_NAME) as conn:
+                conn.execute("CREATE TABLE releases (model TEXT, version TEXT)")
+                conn.execute("CREATE TABLE files (name TEXT)")
+            conn.close()
+
+    corrupt()
+    out = runner.invoke(main, ["registry", "list", *common, "--json"])
+    assert out.exit_code == 0, out.output
+    assert [r["release_id"] for r in json.loads(out.stdout)["releases"]] == [
+        "sonic@1.2.0#1",
+        "sonic@1.3.0#1",
+    ]
+    corrupt()
+    out = runner.invoke(main, ["identify", str(unet), *common])
+    assert out.exit_code == 0, out.output
+    assert "sonic 1.3.0 unet" in out.stdout
+    corrupt()
+    out = runner.invoke(
+        main, ["registry", "add", str(two_versions[2] / "release.dsse.json"), *common]
+    )
+    assert out.exit_code == 0, out.output
+    corrupt()
+    reg = Registry(root, _trust(trust_file))
+    assert reg.lookup(hash_file(unet).sha256)[0].version == "1.3.0"
+    assert len(reg.releases()) == 3
+    with sqlite3.connect(root / INDEX_NAME) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+
+
+def test_corrupt_index_that_cannot_be_rebuilt_is_one_line(
+    tmp_path: Path, trust_file: Path, two_versions: list[Path]
+) -> None:
+    root = tmp_path / "reg"
+    reg = Registry(root, _trust(trust_file))
+    reg.add(two_versions[0] / "release.dsse.json", record_serial=False)
+    reg.close()
+    (root / INDEX_NAME).unlink()
+    (root / INDEX_NAME).mkdir()  # sqlite cannot open it, and no file can replace it
+    out = CliRunner().invoke(
+        main, ["registry", "list", "--registry", str(root), "--trust", str(trust_file)]
+    )
+    assert out.exit_code == 2
+    assert "index.sqlite is corrupt; run `sonic-registry registry rebuild-index`" in out.stderr
+    assert "Traceback" not in out.output
