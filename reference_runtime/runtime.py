@@ -122,35 +122,42 @@ def load_trust_store(trust: Path | None, public_keys: tuple[Path, ...]) -> Trust
 def _verify_all(
     req: GenerateRequest, store: TrustStore, echo: Echo
 ) -> tuple[VerifiedRelease, dict[str, VerifiedRelease]]:
-    """Step 1: every bundle involved verifies; role -> the verified release it comes from."""
-    # The weights this runtime loads are hashed by the verified loader in the
-    # same read that builds the tensors (hash_on_load), so each byte is read once.
-    main = verify_bundle(
-        req.bundle, store, allow_unsigned=req.allow_unsigned, hash_on_load=_main_roles(req)
-    )
-    echo(f"verified {req.bundle}: {main.release.release_id} ({_label(main.channel)})")
-    sources = {role: main for role in ROLES}
-    for role, other in req.components.items():
+    """Step 1: every bundle involved verifies; role -> the verified release it comes from.
+
+    Each bundle is verified (and hashed) once, however many roles it supplies.
+    """
+    for role in req.components:
         if role not in ROLES:
             raise UsageError(
                 "--component", f"expected a role among {', '.join(ROLES)}, found {role!r}"
             )
+    # Roles grouped by the bundle that supplies them (main bundle first); a
+    # --component naming the main bundle itself belongs to the main bundle.
+    main_key = req.bundle.resolve()
+    groups: dict[Path, tuple[Path, list[str]]] = {main_key: (req.bundle, [])}
+    for role in ROLES:
+        path = req.components.get(role, req.bundle)
+        groups.setdefault(path.resolve(), (path, []))[1].append(role)
+    sources: dict[str, VerifiedRelease] = {}
+    by_bundle: dict[Path, VerifiedRelease] = {}
+    for key, (path, roles) in groups.items():
+        # The weights this runtime loads are hashed by the verified loader in the
+        # same read that builds the tensors (hash_on_load), so each byte is read once.
         verified = verify_bundle(
-            other, store, allow_unsigned=req.allow_unsigned, hash_on_load=(role,)
+            path, store, allow_unsigned=req.allow_unsigned, hash_on_load=tuple(roles)
         )
-        echo(f"verified {other}: {verified.release.release_id} ({_label(verified.channel)})")
-        sources[role] = verified
-    for role, verified in sources.items():
+        echo(f"verified {path}: {verified.release.release_id} ({_label(verified.channel)})")
+        by_bundle[key] = verified
+        for role in roles:
+            sources[role] = verified
+    main = by_bundle[main_key]
+    for role in ROLES:
+        verified = sources[role]
         if role not in verified.release.components:
             raise UsageError(
                 str(verified.root), f"{verified.release.release_id} has no {role} component"
             )
     return main, sources
-
-
-def _main_roles(req: GenerateRequest) -> tuple[str, ...]:
-    """The roles the main bundle supplies (those not taken from another bundle)."""
-    return tuple(r for r in ROLES if r not in req.components)
 
 
 def _label(channel: str) -> str:

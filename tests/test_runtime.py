@@ -229,6 +229,33 @@ def test_mixed_is_refused_then_logged_as_unsafe(world: dict[str, Path], tmp_path
     assert record.fields["components"]["audio_encoder"]["release"] == "sonic-reference@1.2.0#1"
 
 
+def test_each_bundle_is_verified_once(
+    world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import reference_runtime.runtime as rt
+    from sonic_registry.bundle import verify_bundle as real
+
+    calls: list[tuple[Path, tuple[str, ...]]] = []
+
+    def spy(root: Path, *args: object, hash_on_load: tuple[str, ...] = (), **kw: object) -> object:
+        calls.append((Path(root), tuple(hash_on_load)))
+        return real(root, *args, hash_on_load=hash_on_load, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("reference_runtime.runtime.verify_bundle", spy)
+    main = world["v1.3.0"]
+    alias = main / ".." / main.name  # the main bundle, spelled differently
+    req = _request(
+        world, tmp_path,
+        components={"motion_decoder": world["v1.2.0"], "renderer": world["v1.2.0"],
+                    "audio_encoder": alias},
+    )  # fmt: skip
+    verified, sources = rt._verify_all(req, rt.load_trust_store(None, req.public_keys), print)
+    assert calls == [(main, ("audio_encoder",)), (world["v1.2.0"], ("motion_decoder", "renderer"))]
+    assert sources["audio_encoder"] is verified
+    assert sources["motion_decoder"] is sources["renderer"] is not verified
+    assert len({id(v) for v in sources.values()}) == 2
+
+
 def test_old_runtime_and_swapped_weight_are_refused(world: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(IncompatibleRuntimeError, match="needs reference_runtime"):
         generate(_request(world, tmp_path, runtime_version="1.2.9"))
