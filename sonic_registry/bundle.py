@@ -59,6 +59,7 @@ __all__ = [
     "build_statement",
     "check_files",
     "list_bundle_files",
+    "path_in_bundle",
     "sha256_mismatch",
     "sign_bundle",
     "verify_bundle",
@@ -174,6 +175,14 @@ def list_bundle_files(root: Path) -> list[str]:
             _confined(root, real_root, rel)
             out.append(rel)
     return sorted(out)
+
+
+def path_in_bundle(root: str | Path, rel: str) -> str:
+    """The real path of ``rel`` under ``root``; links may not leave the root.
+
+    The one confinement rule shared by sign, verify and the verified loader.
+    """
+    return _confined(Path(root), os.path.realpath(root), rel)
 
 
 def _confined(root: Path, real_root: str, rel: str) -> str:

@@ -464,7 +464,10 @@ def load_verified(
     subject = release.subjects.get(name)
     if subject is None:
         raise UnlistedFileError(str(base / name), "expected a signed file, found no digest")
-    return load_file_verified(base / name, subject.file, device=device)
+    from .bundle import path_in_bundle
+
+    # Open what verify checked: the target inside the root, never a link out of it.
+    return load_file_verified(path_in_bundle(base, name), subject.file, device=device)
 
 
 def _root_of(release: VerifiedFiles, root: str | Path | None) -> Path:

@@ -138,7 +138,7 @@ def test_truncated_or_grown_file_is_refused_before_reading(
     with pytest.raises(DigestMismatchError, match="expected size"):
         load_verified("dec.safetensors", verified, "motion_decoder")
     path.unlink()
-    with pytest.raises(DigestMismatchError, match="found none"):
+    with pytest.raises(DigestMismatchError, match="found it missing"):
         load_verified("dec.safetensors", verified, "motion_decoder")
 
 
@@ -423,3 +423,22 @@ def test_round_trip_matches_safetensors(
     path.write_bytes(bytes(data))
     with pytest.raises(DigestMismatchError):
         load_file_verified(path, signed)
+
+
+def test_loader_follows_links_only_inside_the_bundle(
+    bundle: Path, official_key: Keys, tmp_path: Path
+) -> None:
+    # The loader opens what verify checked: a link inside the root is followed,
+    # one leading out of it is refused (bytes are hash-checked either way).
+    verified = _verified(bundle, official_key)
+    target = bundle / "dec.safetensors"
+    inside = bundle / "blob.bin"
+    target.rename(inside)
+    target.symlink_to(inside.name)
+    assert load_verified("dec.safetensors", verified, "motion_decoder")
+    outside = tmp_path / "outside.safetensors"
+    inside.rename(outside)
+    target.unlink()
+    target.symlink_to(outside)
+    with pytest.raises(UnsafePathError, match="expected a path inside the bundle"):
+        load_verified("dec.safetensors", verified, "motion_decoder")
