@@ -193,3 +193,29 @@ def test_subgraph_hiding_a_loader_is_refused_not_passed() -> None:
     doc["definitions"]["subgraphs"][0]["nodes"][0]["type"] = "ImageScale"
     g = parse_graph_bytes(json.dumps(doc).encode(), source="w.json")
     assert f"node 500 ({sg_id})" in g.unknown_nodes
+
+
+def test_odd_json_types_are_errors_not_crashes() -> None:
+    doc = json.loads((WORKFLOWS / "smthemex-ComfyUI_Sonic/example.json").read_text())
+    sampler = next(n for n in doc["nodes"] if n["type"] == "SONICSampler")
+    sampler["widgets_values"][1] = ["randomize"]  # a list where the seed control goes
+    g = parse_graph_bytes(json.dumps(doc).encode(), source="w.json")
+    assert g.nodes[str(sampler["id"])].values["seed"] == 443489271
+    doc = json.loads((WORKFLOWS / "smthemex-ComfyUI_Sonic/example.json").read_text())
+    doc["definitions"] = {
+        "subgraphs": [
+            {"id": ["not", "a", "string"], "nodes": []},
+            {"id": "x", "nodes": [{"id": 1, "type": ["SONICTLoader"]}]},
+        ]
+    }
+    doc["nodes"].append({"id": 500, "type": "x", "inputs": [], "outputs": []})
+    parse_graph_bytes(json.dumps(doc).encode(), source="w.json")
+    body = json.loads((WORKFLOWS / "Peleke-comfyui-mcp/fda4c6c/lipsync-sonic.json").read_text())
+    node = next(n for n in body.values() if "seed" in n.get("inputs", {}))
+    node["inputs"]["seed"] = int("9" * 400)
+    try:
+        g = parse_graph_bytes(json.dumps(body).encode(), source="p.json")
+    except SonicRegistryError:
+        pass
+    else:
+        assert g.params["seed"] == int("9" * 400)

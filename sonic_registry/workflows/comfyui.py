@@ -230,7 +230,9 @@ def _refuse_hidden_loaders(doc: Mapping[str, Any], nodes: Mapping[str, Node], so
     subgraphs = definitions.get("subgraphs") if isinstance(definitions, dict) else None
     if not isinstance(subgraphs, list):
         return
-    by_id = {sg.get("id"): sg for sg in subgraphs if isinstance(sg, dict)}
+    by_id = {
+        sg["id"]: sg for sg in subgraphs if isinstance(sg, dict) and isinstance(sg.get("id"), str)
+    }
     for node in nodes.values():
         sg = by_id.get(node.type)
         if sg is None:
@@ -238,9 +240,11 @@ def _refuse_hidden_loaders(doc: Mapping[str, Any], nodes: Mapping[str, Node], so
         inner = sg.get("nodes")
         hidden = sorted(
             {
-                n.get("type")
+                kind
                 for n in (inner if isinstance(inner, list) else [])
-                if isinstance(n, dict) and (n.get("type") in by_id or _loads_files(n.get("type")))
+                if isinstance(n, dict)
+                and isinstance(kind := n.get("type"), str)
+                and (kind in by_id or _loads_files(kind))
             },
             key=str,
         )
@@ -515,6 +519,7 @@ class _Interpreter:
                 if (
                     name in ("seed", "noise_seed")
                     and position < len(raw)
+                    and isinstance(raw[position], str)
                     and raw[position] in _SEED_CONTROLS
                 ):
                     position += 1
@@ -681,7 +686,7 @@ class _Interpreter:
             if (
                 isinstance(value, bool)
                 or not isinstance(value, int | float)
-                or not (math.isfinite(value))
+                or (isinstance(value, float) and not math.isfinite(value))
             ):
                 self.errors.append(f"{node.describe()}: {name} should be a number, found {value!r}")
                 continue
