@@ -498,3 +498,17 @@ def test_cli_through_the_real_executable(tmp_path: Path) -> None:
     assert bad.returncode == 1
     assert bad.stdout.splitlines()[0].startswith(f"{log}: line 2: lines 2 and 3 are swapped")
     assert "Traceback" not in bad.stderr
+
+
+def test_cli_show_and_find_with_odd_warnings(tmp_path: Path) -> None:
+    video = tmp_path / "out.mp4"
+    video.write_bytes(b"video")
+    log = tmp_path / "g.jsonl"
+    digest = hashlib.sha256(b"video").hexdigest()
+    AuditLog(log).append({"output": {"sha256": digest}, "warnings": 5, "device": "cpu"})
+    assert verify_log(log).ok
+    shown = run("audit", "show", str(log))
+    assert shown.exit_code == 0, shown.output
+    found = run("audit", "find", str(video), "--log", str(log))
+    assert found.exit_code == 0, found.output
+    assert "warning:" not in found.stdout

@@ -100,6 +100,11 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+def _list(value: Any) -> list[Any]:
+    """A record field as a list (``warnings``); anything else reads as empty."""
+    return value if isinstance(value, list) else []
+
+
 def _params_text(params: Any) -> str:
     if not isinstance(params, Mapping):
         return ""
@@ -143,7 +148,7 @@ def show_command(log: Path, last: int | None, json_output: bool) -> None:
             str(f.get("device", "")),
             _params_text(f.get("params")),
             out_text,
-            str(len(f.get("warnings") or ())),
+            str(len(_list(f.get("warnings")))),
         )
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 
@@ -199,5 +204,5 @@ def find_command(output: Path, log: Path, json_output: bool) -> None:
                 f"  audio: {audio.get('path')} sha256 {audio.get('sha256')} "
                 f"({audio.get('duration')} s); requested duration {f.get('duration')}"
             )
-        for w in f.get("warnings") or ():
+        for w in _list(f.get("warnings")):
             click.echo(f"  warning: {w}")
