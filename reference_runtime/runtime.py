@@ -222,18 +222,18 @@ def _resolve(
         # No registry given: the releases being run are the registry.
         signed = [v.envelope.to_json() for v in unique if v.channel != "unverified"]
         registry = stack.enter_context(Registry.from_envelopes(signed, store))
-    # Weights not hashed yet are identified by their signed digests: the loader
-    # hashes the very bytes it loads and refuses any that differ.
-    signed_digests = KnownDigests(
-        {v.root / n: v.subjects[n].file for v in unique for n in v.unhashed}
-    )
+    # Every file is identified by its subject digest, never re-read here: each
+    # subject either matched in verify_bundle (or was just hashed, for an
+    # unsigned bundle) or was deferred to the loader, which hashes the very
+    # bytes it loads and refuses any that differ.
+    known = KnownDigests({v.path_of(n): s.file for v in unique for n, s in v.subjects.items()})
     resolution = analyze_graph(
         _runtime_graph(sources, models_dir, req.runtime_version),
         registry,
         models_dir,
         runtime_version=req.runtime_version,
         allow_unsigned=req.allow_unsigned,
-        stat_cache=signed_digests,
+        stat_cache=known,
     )
     mixed = [p for p in resolution.problems if isinstance(p, MixedReleaseError)]
     others = [p for p in resolution.problems if not isinstance(p, MixedReleaseError)]

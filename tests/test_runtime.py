@@ -285,6 +285,23 @@ def test_unsigned_needs_opt_in_and_is_labelled(world: dict[str, Path], tmp_path:
     assert record.fields["label"] == "unverified"
 
 
+def test_bundle_without_envelope_is_not_hashed_again(
+    world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bare = tmp_path / "bare"
+    shutil.copytree(world["v1.3.0"], bare)
+    (bare / "release.dsse.json").unlink()
+
+    def rehash(path: object, **kw: object) -> object:
+        raise AssertionError(f"{path} hashed again after verify_bundle digested it")
+
+    # verify_bundle just digested the unsigned bundle: the resolver reuses those
+    # digests and only the loader reads the weights again.
+    monkeypatch.setattr("sonic_registry.digest.hash_file", rehash)
+    result = generate(_request(world, tmp_path, bundle=bare, allow_unsigned=True))
+    assert result.label == "unverified"
+
+
 def test_knob_without_a_signed_range_is_reported(world: dict[str, Path], tmp_path: Path) -> None:
     root = write_bundle(tmp_path / "narrow", "1.3.0")
     toml = (root / "release.toml").read_text()
