@@ -113,7 +113,11 @@ SONIC_PARAMS: dict[str, dict[str, Any]] = {
     },
 }
 
-_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+#: Digits an integer parameter may have: int() of thousands of digits is refused
+#: by Python itself (and costs quadratic time), and no Sonic parameter needs more.
+MAX_INT_DIGITS = 30
+_INT_TEXT = re.compile(rf"[+-]?[0-9]{{1,{MAX_INT_DIGITS}}}")
+_LONG_INT_TEXT = re.compile(rf"[+-]?[0-9]{{{MAX_INT_DIGITS + 1},}}")
 _UNVALIDATED = "outside the validated range"
 
 
@@ -239,6 +243,12 @@ def coerce_value(name: str, type_: str, raw: object) -> float | int:
         raise UsageError(name, f"expected a number, found {type(raw).__name__} {raw!r}")
     if type_ == "int":
         if isinstance(raw, str):
+            if _LONG_INT_TEXT.fullmatch(raw.strip()):
+                raise UsageError(
+                    name,
+                    f"expected an integer of at most {MAX_INT_DIGITS} digits, "
+                    f"found one of {len(raw.strip().lstrip('+-'))} digits",
+                )
             if not _INT_TEXT.fullmatch(raw.strip()):
                 raise UsageError(name, f"expected an integer, found {raw!r}")
             return int(raw)

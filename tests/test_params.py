@@ -226,6 +226,8 @@ def test_coerce_accepts(type_: str, raw: object, expected: float) -> None:
         ("float", "-Infinity"),
         ("float", float("nan")),
         ("float", "1.1.1"),
+        ("int", "9" * 5000),
+        ("int", "-" + "9" * 31),
         ("float", ""),
         ("float", None),
         ("float", [1.0]),
@@ -353,6 +355,7 @@ def test_cli_ok_and_json(make_bundle, official_key, tmp_path: Path) -> None:
     [
         (["--set", "inference_step=25"], "did you mean 'inference_steps'"),
         (["--set", "inference_steps=2.5"], "expected an integer"),
+        (["--set", "inference_steps=" + "7" * 5000], "at most 30 digits, found one of 5000"),
         (["--set", "dynamic_scale=nan"], "finite"),
         (["--set", "dynamic_scale"], "expected name=value"),
         (["--duration", "-3", "--audio", "AUDIO"], "positive"),
