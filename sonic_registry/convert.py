@@ -17,7 +17,6 @@ digest recorded is the digest of the bytes that were converted.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .digest import FileDigest
+from .digest import FileDigest, hash_range
 from .errors import UnreadableInputError, UsageError
 from .formats import sniff
 
@@ -36,8 +35,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 __all__ = ["ConvertResult", "convert_checkpoint"]
-
-_READ = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,17 +68,6 @@ def _import_torch() -> Any:
 
 def _identity(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def _hash_fd(fd: int) -> FileDigest:
-    h = hashlib.sha256()
-    buf = bytearray(_READ)
-    view = memoryview(buf)
-    pos = 0
-    while n := os.preadv(fd, [view], pos):
-        h.update(view[:n])
-        pos += n
-    return FileDigest(h.hexdigest(), pos)
 
 
 def _reason(exc: BaseException) -> str:
@@ -199,7 +185,7 @@ def convert_checkpoint(
         tensors = _detach(_tensors_only(_select(loaded, key, where), key, where))
         # Step 3: the digest is of the bytes that were loaded: the file must not
         # have changed (ctime cannot be set back) between load and hash.
-        digest = _hash_fd(fd)
+        digest = FileDigest(*hash_range(src, fd=fd))
         if _identity(os.fstat(fd)) != _identity(before) or digest.size != before.st_size:
             raise UnreadableInputError(where, "changed while being converted; try again")
     finally:

@@ -29,8 +29,8 @@ __all__ = [
 
 HEAD = 64
 LFS_MAGIC = b"version https://git-lfs.github.com/spec/v1"
-WEIGHT_KINDS = frozenset({"safetensors", "pickle", "torch-zip", "gguf", "npy", "onnx"})
-PICKLE_KINDS = frozenset({"pickle", "torch-zip"})
+PICKLE_KINDS = frozenset({"pickle", "torch-zip", "zip-unlistable"})
+WEIGHT_KINDS = frozenset({"safetensors", "gguf", "npy", "onnx", *PICKLE_KINDS})
 WEIGHT_EXTENSIONS = frozenset(
     {
         ".safetensors",
@@ -72,7 +72,8 @@ def sniff_bytes(head: bytes, size: int | None = None) -> str:
 
 
 def sniff(path: str | Path) -> str:
-    """One of safetensors, pickle, torch-zip, zip, gguf, npy, onnx, lfs-pointer, other."""
+    """One of safetensors, pickle, torch-zip, zip, zip-unlistable, gguf, npy, onnx,
+    lfs-pointer, other."""
     p = Path(path)
     with p.open("rb") as fh:
         head = fh.read(HEAD)
@@ -84,9 +85,13 @@ def sniff(path: str | Path) -> str:
         try:
             with zipfile.ZipFile(p) as zf:
                 names = zf.namelist()
-        except (zipfile.BadZipFile, OSError):
-            return "other"
-        if any(n.endswith((".pkl", "data.pkl")) for n in names):
+        except zipfile.BadZipFile:
+            return "other"  # a local header with no archive behind it
+        except (OSError, NotImplementedError, ValueError, EOFError):
+            # Python cannot list it (unknown zip version, bad names), but torch's
+            # own zip reader may still load a pickle from it: assume the worst.
+            return "zip-unlistable"
+        if any(n.endswith(".pkl") for n in names):
             return "torch-zip"
         return "zip"
     if kind == "other" and p.suffix == ".onnx" and head[:1] == b"\x08":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -228,8 +228,3 @@ def resolve_trust(
         return TrustStore.from_public_keys(pinned)
     store = trust if isinstance(trust, TrustStore) else TrustStore.load(trust)
     return store.with_pinned(pinned)
-
-
-def now_utc() -> datetime:
-    """The current time, timezone-aware (what expiry checks compare against)."""
-    return datetime.now(UTC)

@@ -388,3 +388,25 @@ def test_ecdsa_keys_sign_and_verify(make_bundle, make_key) -> None:
     assert base64.b64encode(envelope.signatures[0].sig)
     signers = verify_bundle(root, public_keys=[ecdsa.private.public]).signers
     assert signers == (f"pinned:{ecdsa.keyid[:16]}",)
+
+
+def test_an_archive_python_cannot_list_is_assumed_to_hold_a_pickle(
+    make_bundle, official_key, tmp_path: Path
+) -> None:
+    import zipfile
+
+    from sonic_registry.errors import UnlistedFileError
+    from sonic_registry.formats import is_pickle_like, sniff
+
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("archive/data.pkl", b"\x80\x04N.")
+    data = bytearray(archive.read_bytes())
+    central = data.rfind(b"PK\x01\x02")
+    data[central + 6] = 99  # "version needed to extract" = 9.9: zipfile refuses it
+    root = make_bundle()
+    (root / "notes.txt").write_bytes(bytes(data))
+    assert sniff(root / "notes.txt") == "zip-unlistable"
+    assert is_pickle_like("zip-unlistable")
+    with pytest.raises(UnlistedFileError, match=r"^notes.txt: weight file"):
+        verify_bundle(root, public_keys=[official_key.private.public])
