@@ -22,7 +22,7 @@ loud warning that is also written to the audit record.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +33,6 @@ import numpy as np
 
 from sonic_registry.bundle import VerifiedRelease, verify_bundle
 from sonic_registry.errors import (
-    IncompatibleRuntimeError,
     MixedReleaseError,
     SonicRegistryError,
     UsageError,
@@ -240,7 +239,7 @@ def _resolve(
     if mixed and req.allow_mixed_unsafe and not others:
         # The resolver skips the runtime check when no single release was
         # chosen; every release involved must still accept this runtime.
-        _check_runtime_each(sources, req.runtime_version)
+        _check_runtime_each(unique, req.runtime_version)
         unsafe = tuple(f"UNSAFE (--allow-mixed-unsafe): {p}" for p in mixed)
         for line in unsafe:
             echo(line)
@@ -252,17 +251,17 @@ def _resolve(
     return resolution.channel, ()
 
 
-def _check_runtime_each(sources: Mapping[str, VerifiedRelease], runtime_version: str) -> None:
-    from packaging.specifiers import SpecifierSet
+def _check_runtime_each(releases: Iterable[VerifiedRelease], runtime_version: str) -> None:
+    """Every release involved accepts this runtime; raise the first problem."""
+    # The resolver's own check (PEP 440 validation included), so a forced mix
+    # is judged exactly as a single release would be; it is private but this
+    # runtime ships in the same repository.
+    from sonic_registry.resolver import _check_runtime
 
-    for verified in sources.values():
-        spec = verified.release.runtime.get("reference_runtime")
-        if spec is not None and not SpecifierSet(spec).contains(runtime_version, prereleases=True):
-            raise IncompatibleRuntimeError(
-                str(verified.root),
-                f"reference_runtime {runtime_version} cannot load "
-                f"{verified.release.release_id}: it needs reference_runtime {spec}",
-            )
+    for verified in releases:
+        problems = _check_runtime(verified, runtime_version, str(verified.root))
+        if problems:
+            raise problems[0]
 
 
 def _check_params(

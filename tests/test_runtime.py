@@ -221,6 +221,12 @@ def test_mixed_is_refused_then_logged_as_unsafe(world: dict[str, Path], tmp_path
     assert not (tmp_path / "out.mp4").exists() and not (tmp_path / "log.jsonl").exists()
     from dataclasses import replace
 
+    # A forced mix still needs a runtime every release accepts, judged as the
+    # resolver judges one release (a version that is not PEP 440 is bad input).
+    with pytest.raises(IncompatibleRuntimeError, match="needs reference_runtime"):
+        generate(replace(req, allow_mixed_unsafe=True, runtime_version="1.2.9"))
+    with pytest.raises(UnreadableInputError, match="PEP 440"):
+        generate(replace(req, allow_mixed_unsafe=True, runtime_version="nightly"))
     result = generate(replace(req, allow_mixed_unsafe=True))
     assert 250 <= result.sync.offset_ms <= 350
     [(_, record)] = list(read_records(tmp_path / "log.jsonl"))
