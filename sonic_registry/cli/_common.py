@@ -134,7 +134,7 @@ def tree_bytes(root: Path) -> int:
 
 @contextlib.contextmanager
 def progress_bar(
-    total: int,
+    total: int | Callable[[], int],
     label: str,
     *,
     min_bytes: int = PROGRESS_MIN_BYTES,
@@ -143,10 +143,16 @@ def progress_bar(
     """A rich progress bar on stderr for big jobs, only when ``terminal`` is a TTY.
 
     ``terminal`` defaults to stderr; ``doctor`` passes stdout, so its table
-    piped to a file gets no bar on the console either.
+    piped to a file gets no bar on the console either. A callable ``total``
+    (e.g. walking the model folder) is only computed when a bar could be shown.
     """
     shown_on = terminal if terminal is not None else sys.stderr
-    if total < min_bytes or not shown_on.isatty():
+    if not shown_on.isatty():
+        yield None
+        return
+    if callable(total):
+        total = total()
+    if total < min_bytes:
         yield None
         return
     from rich.console import Console

@@ -74,7 +74,7 @@ def export_oms(
         if passphrase_env or _is_encrypted(key_path)
         else None
     )
-    with progress_bar(tree_bytes(model_dir), "hashing") as progress:
+    with progress_bar(lambda: tree_bytes(model_dir), "hashing") as progress:
         result = do_export(
             model_dir,
             key_path,
@@ -121,7 +121,7 @@ def run_verify_oms(
         )
 
     key = TrustStore.load(trust_path) if trust_path is not None else public_keys[0]
-    with progress_bar(tree_bytes(model_dir), "verifying") as progress:
+    with progress_bar(lambda: tree_bytes(model_dir), "verifying") as progress:
         result = verify_oms(model_dir, oms, key, progress=progress)
     if json_output:
         emit_json(result.to_dict())

@@ -100,7 +100,7 @@ def sign(
                 "the key is encrypted and stdin is not a terminal: give --passphrase-env VAR",
             ) from exc
         raise
-    with progress_bar(tree_bytes(model_dir), "hashing") as progress:
+    with progress_bar(lambda: tree_bytes(model_dir), "hashing") as progress:
         out, envelope, added = sign_bundle(model_dir, key, progress=progress, blake3=with_blake3)
     if json_output:
         emit_json(
@@ -174,7 +174,7 @@ def verify(
 
         raise UnreadableInputError(str(model_dir), "expected a model directory")
     store = load_trust(trust_path, public_keys)
-    with progress_bar(tree_bytes(model_dir), "verifying") as prog:
+    with progress_bar(lambda: tree_bytes(model_dir), "verifying") as prog:
         verified = verify_bundle(
             model_dir,
             store,
