@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import UnreadableInputError
 
 if TYPE_CHECKING:
-    from .digest import FileDigest, StatCache
+    from .digest import DigestSource, FileDigest, StatCache
     from .registry import Match, Registry
 
 __all__ = ["Identification", "hash_with_cache", "identify_file", "identify_files"]
@@ -71,10 +71,14 @@ class Identification:
 def hash_with_cache(
     paths: list[Path],
     *,
-    stat_cache: StatCache | None = None,
+    stat_cache: DigestSource | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[FileDigest]:
-    """Digests in input order: cached ones from the stat cache, the rest hashed in parallel."""
+    """Digests in input order: known ones from ``stat_cache``, the rest hashed in parallel.
+
+    ``stat_cache`` is any :class:`~sonic_registry.digest.DigestSource`; one that
+    can be saved (a :class:`~sonic_registry.digest.StatCache`) is saved afterwards.
+    """
     from .digest import hash_files
 
     out: list[FileDigest | None] = [stat_cache.get(p) if stat_cache else None for p in paths]
@@ -84,8 +88,9 @@ def hash_with_cache(
         out[i] = digest
         if stat_cache is not None:
             stat_cache.put(paths[i], digest)
-    if stat_cache is not None:
-        stat_cache.save()
+    save = getattr(stat_cache, "save", None)
+    if callable(save):
+        save()
     return [d for d in out if d is not None]
 
 

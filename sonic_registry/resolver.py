@@ -161,17 +161,24 @@ def _models_path(models_dir: Path, rel: str, ref: WeightRef, source: str) -> Pat
     return models_dir / rel
 
 
-def _hash(path: Path, cache: DigestSource | None) -> FileDigest:
-    from .digest import hash_file
+def _hash_all(
+    paths: Mapping[str, Path], cache: DigestSource | None
+) -> dict[str, FileDigest | SonicRegistryError]:
+    """Each graph path's digest, or the error hashing its file; each file hashed once."""
+    from .identify import hash_with_cache
 
-    if cache is not None:
-        hit = cache.get(path)
-        if hit is not None:
-            return hit
-    digest = hash_file(path)
-    if cache is not None:
-        cache.put(path, digest)
-    return digest
+    distinct = list(dict.fromkeys(paths.values()))
+    found: dict[Path, FileDigest | SonicRegistryError] = {}
+    try:
+        found.update(zip(distinct, hash_with_cache(distinct, stat_cache=cache), strict=True))
+    except SonicRegistryError:
+        # Some file could not be read: hash one at a time to give each its own error.
+        for path in distinct:
+            try:
+                found[path] = hash_with_cache([path], stat_cache=cache)[0]
+            except SonicRegistryError as exc:
+                found[path] = exc
+    return {rel: found[path] for rel, path in paths.items()}
 
 
 def _covers(chosen: VerifiedStatement, match: Match) -> bool:
@@ -203,28 +210,38 @@ def analyze_graph(
     # Step 1: what the format adapter found is already a verdict.
     problems += [InterfaceMismatchError(graph.source, line) for line in graph.interface_errors]
 
-    # Step 2: hash each distinct file once, then identify each distinct digest once.
+    # Step 2: hash each distinct file once (in parallel), then identify each
+    # distinct digest once.
     digests: dict[str, FileDigest | None] = {}
     reported: set[str] = set()  # paths whose problem is already in ``problems``
+    # The files to hash, and each path's problem in graph order (None: no problem).
+    to_hash: dict[str, Path] = {}
+    outcome: dict[str, SonicRegistryError | None] = {}
     for ref in graph.weights:
         if ref.path is None or ref.path in digests:
             continue
+        digests[ref.path] = None
         if base is None:
-            reported.add(ref.path)
-            problems.append(
-                UnreadableInputError(
-                    graph.source, f"{ref.describe()}: give --models-dir to check the file it loads"
-                )
+            outcome[ref.path] = UnreadableInputError(
+                graph.source, f"{ref.describe()}: give --models-dir to check the file it loads"
             )
-            digests[ref.path] = None
             continue
         try:
             path = _models_path(base, ref.path, ref, graph.source)
-            digests[ref.path] = _hash(path, stat_cache) if path.is_file() else None
+            outcome[ref.path] = None
+            if path.is_file():
+                to_hash[ref.path] = path
         except SonicRegistryError as exc:
-            problems.append(exc)
-            reported.add(ref.path)
-            digests[ref.path] = None
+            outcome[ref.path] = exc
+    for rel, hashed in _hash_all(to_hash, stat_cache).items():
+        if isinstance(hashed, SonicRegistryError):
+            outcome[rel] = hashed
+        else:
+            digests[rel] = hashed
+    for rel, error in outcome.items():
+        if error is not None:
+            problems.append(error)
+            reported.add(rel)
     matches_of: dict[str, tuple[Match, ...]] = {}
     for hexdigest in {d.sha256 for d in digests.values() if d is not None}:
         matches_of[hexdigest] = registry.lookup(hexdigest)

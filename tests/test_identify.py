@@ -109,3 +109,17 @@ def test_cli_identify_exit_codes_and_json(
     assert data["files"][0]["matches"][0]["release_id"] == "sonic@1.3.0#1"
     out = runner.invoke(main, ["identify", str(tmp_path / "nope"), *common])
     assert out.exit_code == 2 and "no such file" in out.stderr
+
+
+def test_hash_with_cache_takes_any_digest_source(tmp_path: Path) -> None:
+    from sonic_registry.digest import FileDigest, KnownDigests, hash_file
+    from sonic_registry.identify import hash_with_cache
+
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(b"a")
+    b.write_bytes(b"b")
+    vouched = FileDigest("00" * 32, 1)  # not a's real digest: the source is trusted
+    assert hash_with_cache([a, b], stat_cache=KnownDigests({a: vouched})) == [
+        vouched,
+        hash_file(b),
+    ]

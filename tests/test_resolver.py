@@ -128,6 +128,43 @@ def test_same_file_loaded_by_many_nodes_is_hashed_once(
     assert len(calls) == len(set(calls))
 
 
+def test_files_are_hashed_in_one_parallel_batch_and_errors_stay_per_file(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sonic_registry.digest as digest
+    from sonic_registry.digest import KnownDigests
+
+    batches: list[list[Path]] = []
+    real_files, real_file = digest.hash_files, digest.hash_file
+
+    def batch(paths: list[Path], **kw: object) -> list[digest.FileDigest]:
+        batches.append([Path(p) for p in paths])
+        return real_files(paths)
+
+    monkeypatch.setattr(digest, "hash_files", batch)
+    res = analyze_graph(load_graph(EXAMPLE), world.registry, world.models)
+    assert res.ok and len(batches) == 1 and len(batches[0]) == len(set(batches[0])) > 1
+
+    # Files the caller vouches for are not read at all (and KnownDigests has no save()).
+    batches.clear()
+    known = KnownDigests({p: real_file(p) for p in world.models.rglob("*") if p.is_file()})
+    res = analyze_graph(load_graph(EXAMPLE), world.registry, world.models, stat_cache=known)
+    assert res.ok and batches == []
+
+    # One unreadable file: its own error, the others still identified.
+    def broken(path: Path, **kw: object) -> digest.FileDigest:
+        if Path(path).name == "audio2bucket.pth":
+            raise UnreadableInputError(str(path), "cannot read: Input/output error")
+        return real_file(path)
+
+    monkeypatch.setattr(digest, "hash_files", real_files)
+    monkeypatch.setattr(digest, "hash_file", broken)
+    res = analyze_graph(load_graph(EXAMPLE), world.registry, world.models)
+    assert [str(p) for p in res.problems] == [
+        f"{world.models / 'sonic/audio2bucket.pth'}: cannot read: Input/output error"
+    ]
+
+
 # --- mixed releases -------------------------------------------------------------------
 
 
