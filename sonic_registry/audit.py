@@ -40,7 +40,7 @@ from filelock import FileLock, Timeout
 from . import __version__
 from .canonical import canonical_bytes, loads_strict
 from .errors import InvalidManifest, UnreadableInputError, UsageError
-from .fileio import atomic_write_bytes, reading
+from .fileio import atomic_write_bytes, read_bounded, reading
 from .manifest import Release, format_time
 
 if TYPE_CHECKING:
@@ -76,6 +76,8 @@ _STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _RESERVED = ("seq", "prev")
 _TAIL_CHUNK = 64 * 1024
+#: Largest signed head read: a one-statement DSSE envelope is well under a kilobyte.
+MAX_HEAD_BYTES = 1024 * 1024
 
 
 def head_path(log: str | Path) -> Path:
@@ -434,10 +436,7 @@ def verify_log(
     reading = _locked(log, lock_timeout, optional=True) if log.is_file() else nullcontext()
     with reading:
         entries = [_entry(number, line, complete) for number, line, complete in _lines(log)]
-        try:
-            head = hp.read_bytes() if hp.exists() else None
-        except OSError as exc:
-            raise UnreadableInputError(str(hp), f"cannot read: {exc.strerror}") from exc
+        head = read_bounded(hp, MAX_HEAD_BYTES, kind="signed log head") if hp.exists() else None
     problems, ambiguous = _check_chain(entries)
     notes: list[str] = []
     head_seq, signer = _check_head(hp, head, entries, public_key, problems, notes)

@@ -512,3 +512,15 @@ def test_cli_show_and_find_with_odd_warnings(tmp_path: Path) -> None:
     found = run("audit", "find", str(video), "--log", str(log))
     assert found.exit_code == 0, found.output
     assert "warning:" not in found.stdout
+
+
+def test_oversized_head_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    log = tmp_path / "g.jsonl"
+    fill(log, 1)
+    head_path(log).write_bytes(b" " * (2 * 1024 * 1024))
+    out = run("audit", "verify", str(log))
+    assert out.exit_code == 2 and "larger than 1048576 bytes" in out.stderr
+    head_path(log).unlink()
+    head_path(log).mkdir()
+    out = run("audit", "verify", str(log))
+    assert out.exit_code == 2 and "is a directory, expected a signed log head" in out.stderr

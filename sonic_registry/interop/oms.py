@@ -36,7 +36,7 @@ from ..errors import (
     UnsignedReleaseError,
     UsageError,
 )
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_bytes, read_bounded
 from ..signing import PAYLOAD_TYPE, PrivateKey, PublicKey, load_private_key, load_public_key, pae
 from ._oms_format import (
     GIT_PATHS,
@@ -169,21 +169,6 @@ def _relative_inside(path: Path, root: Path) -> str | None:
         return None
 
 
-def _read_signature(path: Path) -> bytes:
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_SIGNATURE_BYTES + 1)
-    except FileNotFoundError as exc:
-        raise UnreadableInputError(str(path), "no such signature file") from exc
-    except IsADirectoryError as exc:
-        raise UnreadableInputError(str(path), "is a directory, expected a signature file") from exc
-    except OSError as exc:
-        raise UnreadableInputError(str(path), f"cannot read: {exc.strerror}") from exc
-    if len(data) > MAX_SIGNATURE_BYTES:
-        raise InvalidManifest("", f"larger than {MAX_SIGNATURE_BYTES} bytes", path=str(path))
-    return data
-
-
 def _git_ignores(statement_names: Sequence[str]) -> list[str]:
     """The git paths model_signing skips by default, unless the signature lists files there.
 
@@ -229,7 +214,10 @@ def verify_oms(
         _require_ecdsa(key.algorithm, label)
 
     # Step 1: parse the bundle (structure only; nothing in it is trusted yet).
-    bundle = OmsBundle.from_json(_read_signature(sig_path), where)
+    data = read_bounded(
+        sig_path, MAX_SIGNATURE_BYTES, kind="signature file", missing="no such signature file"
+    )
+    bundle = OmsBundle.from_json(data, where)
 
     # Step 2: the key. The hint is only a name, but a wrong one says clearly
     # "signed by another key" instead of "bad signature".
