@@ -319,8 +319,16 @@ def test_cache_falls_back_outside_git(
     monkeypatch.chdir(root)
     monkeypatch.delenv("GIT_DIR", raising=False)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-    assert hook.git_dir() is None or not str(hook.git_dir()).startswith(str(tmp_path))
-    assert run(capsys, "verify", "--trust", str(trust_file), "--cache-dir", ".cache/sr") == (0, [])
+    assert hook.git_dir() is None  # no repository anywhere above: the fallback applies
+    assert not (root / ".cache").exists()
+    # The bundle was just written: without this, nothing would be cached (racy clean).
+    monkeypatch.setattr(hook_cache, "RACY_SECONDS", 0.0)
+    monkeypatch.setattr(StatCache, "RACY_SECONDS", 0.0)
+    assert run(capsys, "verify", "--trust", str(trust_file)) == (0, [])
+    # default_cache_dir(): .cache/sonic-registry under the directory the hook runs in.
+    cache_dir = root / ".cache" / "sonic-registry"
+    verdicts = json.loads((cache_dir / "verdicts.json").read_text())["bundles"]
+    assert list(verdicts) == [os.path.realpath(root / "m")]
 
 
 # --- no-pickle ---------------------------------------------------------------------
