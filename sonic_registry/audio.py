@@ -4,10 +4,11 @@ Sonic's ``duration`` parameter is typed in by hand and silently truncates or
 pads the video when it disagrees with the speech track, so the length is
 measured from the samples, never taken from a file name or a tag:
 
-* WAV (``RIFF....WAVE``) is read with the standard library :mod:`wave`. ``wave``
-  refuses IEEE-float and (before Python 3.12) ``WAVE_FORMAT_EXTENSIBLE`` files,
-  so for those the RIFF chunks are walked here: length = data bytes / block
-  align / sample rate. Only headers are read, never the samples.
+* WAV (``RIFF....WAVE`` or ``RIFX``: PCM, IEEE float, A-law, mu-law, and
+  ``WAVE_FORMAT_EXTENSIBLE``) is measured by walking its RIFF chunks: length =
+  data bytes actually on disk / block align / sample rate, so a file cut short
+  counts what is there and a streaming writer's data size of 0 or 0xFFFFFFFF
+  means "up to the end of the file". Only headers are read, never the samples.
 * Everything else (FLAC, MP3, Opus/Ogg, AAC/M4A, video containers with an audio
   track) is decoded with PyAV (the ``audio`` extra; libav is bundled in its
   wheels, no ``ffmpeg`` binary is needed) and the decoded samples are counted,
@@ -24,11 +25,11 @@ file and what was wrong.
 from __future__ import annotations
 
 import struct
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UnreadableInputError
+from .fileio import reading
 
 __all__ = ["AudioInfo", "measure_audio"]
 
@@ -68,19 +69,13 @@ class AudioInfo:
 def measure_audio(path: str | Path) -> AudioInfo:
     """Measure the audio file at ``path`` (see the module docstring for how)."""
     p = Path(path)
-    if not p.exists():
-        raise UnreadableInputError(str(p), "no such audio file")
-    if not p.is_file():
+    if p.exists() and not p.is_file():  # a FIFO or device would block or never end
         raise UnreadableInputError(str(p), "not a regular file, expected an audio file")
-    try:
-        with p.open("rb") as fh:
-            head = fh.read(12)
-    except OSError as exc:
-        raise UnreadableInputError(str(p), f"cannot read: {exc.strerror or exc}") from exc
+    head = _read(p, 0, 12)
     if not head:
         raise UnreadableInputError(str(p), "empty file, expected audio")
     if head[:4] in (b"RIFF", b"RIFX") and head[8:12] == b"WAVE":
-        info = _measure_wav(p)
+        info = _measure_riff(p)
     else:
         info = _measure_with_av(p)
     if info.samples <= 0 or info.duration <= 0:
@@ -91,32 +86,14 @@ def measure_audio(path: str | Path) -> AudioInfo:
 # -- WAV ----------------------------------------------------------------------
 
 
-def _measure_wav(p: Path) -> AudioInfo:
-    try:
-        with wave.open(str(p), "rb") as w:
-            rate, channels, frames = w.getframerate(), w.getnchannels(), w.getnframes()
-            width = w.getsampwidth()
-    except (wave.Error, EOFError):
-        # float, extensible or RIFX files: wave refuses them, the chunks are simple.
-        return _measure_riff(p)
-    except OSError as exc:
-        raise UnreadableInputError(str(p), f"cannot read: {exc.strerror or exc}") from exc
-    if rate <= 0:
-        raise UnreadableInputError(str(p), f"WAV header: sample rate {rate}, expected > 0")
-    # ``wave`` trusts the data chunk's declared size; a file cut short in transfer
-    # would then look longer than it is, so count what is actually on disk.
-    frames = min(frames, _wav_frames_on_disk(p, channels * width, declared=frames))
-    return AudioInfo(str(p), frames / rate, rate, channels, frames, f"pcm_s{width * 8}")
-
-
-def _wav_frames_on_disk(p: Path, block_align: int, *, declared: int) -> int:
-    chunks = _riff_chunks(p)
-    data = chunks.get(b"data")
-    if data is None or block_align <= 0:
-        return declared
-    offset, size = data
-    available = max(0, p.stat().st_size - offset)
-    return min(size, available) // block_align
+def _read(p: Path, offset: int, size: int) -> bytes:
+    """``size`` bytes at ``offset``; every way that fails is one UnreadableInputError line."""
+    with reading(p, kind="audio file", missing="no such audio file") as fh:
+        try:
+            fh.seek(offset)
+            return fh.read(size)
+        except OSError as exc:
+            raise UnreadableInputError(str(p), f"cannot read: {exc.strerror or exc}") from exc
 
 
 def _riff_chunks(p: Path) -> dict[bytes, tuple[int, int]]:
@@ -155,10 +132,8 @@ def _measure_riff(p: Path) -> AudioInfo:
     if b"data" not in chunks:
         raise UnreadableInputError(str(p), "WAV file has no 'data' chunk (truncated?)")
     fmt_off, fmt_size = chunks[b"fmt "]
-    with p.open("rb") as fh:
-        endian = ">" if fh.read(4) == b"RIFX" else "<"
-        fh.seek(fmt_off)
-        fmt = fh.read(min(fmt_size, 64))
+    endian = ">" if _read(p, 0, 4) == b"RIFX" else "<"
+    fmt = _read(p, fmt_off, min(fmt_size, 64))
     if len(fmt) < 16:
         raise UnreadableInputError(str(p), f"WAV 'fmt ' chunk is {len(fmt)} bytes, expected >= 16")
     tag, channels, rate, _byte_rate, block_align, bits = struct.unpack(endian + "HHIIHH", fmt[:16])

@@ -116,6 +116,25 @@ def test_streaming_wav_with_unknown_data_size(tmp_path: Path) -> None:
     assert measure_audio(path).duration == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize(
+    ("riff", "riff_size"), [(b"RIFF", None), (b"RIFF", 0xFFFFFFFF), (b"RIFX", None)]
+)
+def test_streaming_pcm_wav_with_data_size_zero(
+    tmp_path: Path, riff: bytes, riff_size: int | None
+) -> None:
+    """A streaming writer leaves the data size 0 until it closes: 1 s of 16 kHz PCM."""
+    endian = ">" if riff == b"RIFX" else "<"
+    fmt = struct.pack(endian + "HHIIHH", 0x0001, 1, 16000, 32000, 2, 16)
+    body = b"WAVE" + b"fmt " + struct.pack(endian + "I", len(fmt)) + fmt
+    body += b"data" + struct.pack(endian + "I", 0) + b"\x01\x00" * 16000
+    path = tmp_path / "stream.wav"
+    size = len(body) if riff_size is None else riff_size
+    path.write_bytes(riff + struct.pack(endian + "I", size) + body)
+    info = measure_audio(path)
+    assert info.duration == pytest.approx(1.0) and info.samples == 16000
+    assert (info.sample_rate, info.channels, info.codec) == (16000, 1, "pcm_s16")
+
+
 def test_compressed_wav_format_is_refused(tmp_path: Path) -> None:
     fmt = struct.pack("<HHIIHH", 0x0011, 1, 16000, 8000, 256, 4)  # IMA ADPCM
     path = write_riff(tmp_path / "adpcm.wav", fmt, b"\x00" * 1024)
