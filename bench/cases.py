@@ -1,6 +1,6 @@
 """The benchmark groups. Each returns a ``Group``: cases timed interleaved, or why not.
 
-A case whose tool is missing (a module not written yet, a binary not installed)
+A case whose tool is missing (an optional module or a binary not installed)
 is recorded as "not measured: <why>", never as a number.
 """
 
@@ -168,35 +168,23 @@ def growth_group(model: Model, keys: Keys, sig: Path, reps: int, warmup: int) ->
         model.size,
     )
     failed = prepare_signatures(model, keys, sig)
-    warm_cache([*model.files])
-    group.results.update(interleave(verify_cases(model, keys, sig), reps=reps, warmup=warmup))
+    cases = verify_cases(model, keys, sig)
+    warm = [*model.files]
+    # BLAKE3 mode is one more case of the same interleave, so it compares
+    # directly with the SHA-256 "sonic-registry verify" row above it.
+    have_blake3 = importlib.util.find_spec("blake3") is not None
+    if have_blake3:
+        b3 = blake3_twin(model, keys)
+        warm += b3.files
+        cases["sonic-registry verify (BLAKE3)"] = _proc(
+            [CLI, "verify", str(b3.root), "--public-key", str(keys.public), "--no-record"]
+        )
+    warm_cache(warm)
+    group.results.update(interleave(cases, reps=reps, warmup=warmup))
     if failed is not None:
         group.results["model_signing verify"] = failed
-    if importlib.util.find_spec("blake3") is None:
+    if not have_blake3:
         group.results["sonic-registry verify (BLAKE3)"] = NotMeasured("blake3 not installed")
-    else:
-        b3 = blake3_twin(model, keys)
-        warm_cache([*b3.files])
-        verify_b3 = [CLI, "verify", str(b3.root), "--public-key", str(keys.public), "--no-record"]
-        group.results.update(
-            interleave(
-                {
-                    "sonic-registry verify (BLAKE3)": _proc(verify_b3),
-                    "sonic-registry verify (SHA-256, same run)": _proc(
-                        [
-                            CLI,
-                            "verify",
-                            str(model.root),
-                            "--public-key",
-                            str(keys.public),
-                            "--no-record",
-                        ]
-                    ),
-                },
-                reps=reps,
-                warmup=warmup,
-            )
-        )
     return group
 
 
@@ -283,13 +271,9 @@ def load_group(model: Model, reps: int, warmup: int) -> Group:
         "safetensors.torch.load_file": _in_script("plain", path, d.sha256, d.size),
         "load_file + touch every tensor (sum)": _in_script("touch", path, d.sha256, d.size),
     }
-    have_loader = importlib.util.find_spec("sonic_registry.loader") is not None
-    if have_loader:
-        cases["verified load"] = _in_script("verified", path, d.sha256, d.size)
+    cases["verified load"] = _in_script("verified", path, d.sha256, d.size)
     warm_cache([path])
     group.results.update(interleave(cases, reps=reps, warmup=warmup))
-    if not have_loader:
-        group.results["verified load"] = NotMeasured("sonic_registry.loader not present")
     return group
 
 
@@ -315,9 +299,6 @@ def resolver_group(workflow: Path, install: Install, keys: Keys, reps: int) -> G
     from sonic_registry.workflows import load_graph
 
     group.results["parse workflow (load_graph)"] = _inproc(lambda: load_graph(workflow), reps)
-    if importlib.util.find_spec("sonic_registry.resolver") is None:
-        group.results["resolve"] = NotMeasured("sonic_registry.resolver not present")
-        return group
     from sonic_registry.registry import Registry
     from sonic_registry.resolver import resolve_graph
     from sonic_registry.signing import load_public_key
@@ -376,9 +357,6 @@ def hook_group(size: int, data_dir: Path, reps: int, name: str = "hook") -> Grou
         f"pre-commit hook on an unchanged {human(size)} model repo (whole process)",
         size,
     )
-    if importlib.util.find_spec("bench.hook_bench") is None:
-        group.results["hook"] = NotMeasured("bench/hook_bench.py (issue 6) not present")
-        return group
     from . import hook_bench
 
     group.results.update(hook_bench.run(size, data_dir=data_dir, reps=reps))
