@@ -13,7 +13,6 @@ from .release import load_trust, trust_options
 
 if TYPE_CHECKING:
     from ..registry import Registry
-    from ..trust import TrustStore
 
 __all__ = ["doctor", "identify", "registry", "resolve"]
 
@@ -32,14 +31,10 @@ def registry_option(fn: Any) -> Any:
     )(fn)
 
 
-def _trust(trust_path: Path | None, public_keys: tuple[Path, ...]) -> TrustStore:
-    return load_trust(trust_path, public_keys)
-
-
 def _open(location: str, trust_path: Path | None, public_keys: tuple[Path, ...]) -> Registry:
     from ..registry import open_registry
 
-    return open_registry(location, _trust(trust_path, public_keys))
+    return open_registry(location, load_trust(trust_path, public_keys))
 
 
 def _warn_problems(reg: Registry, json_output: bool) -> None:
@@ -358,7 +353,7 @@ def doctor(
             d["path"],
             d["release_id"] or "-",
             d["role"] or "-",
-            "unknown" if d["status"] == "unknown" else d["status"],
+            d["status"],
             d["format"],
             d["action"],
         )
