@@ -27,7 +27,7 @@ import contextlib
 import hashlib
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -58,6 +58,7 @@ __all__ = [
     "Record",
     "Recovery",
     "find_output",
+    "find_output_verified",
     "generation_record",
     "head_path",
     "read_records",
@@ -352,8 +353,21 @@ def read_records(path: str | Path) -> Iterator[tuple[int, Record]]:
 def find_output(path: str | Path, output: str | Path) -> list[tuple[int, Record]]:
     """Records whose ``output.sha256`` is the digest of the file ``output``."""
     digest = _file_digests(Path(output))[0]
+    return _made(read_records(path), digest)
+
+
+def find_output_verified(
+    path: str | Path, output: str | Path, public_key: PublicKey | str | Path | None = None
+) -> tuple[list[tuple[int, Record]], LogReport]:
+    """:func:`find_output` and :func:`verify_log` together, reading the log once."""
+    digest = _file_digests(Path(output))[0]
+    report = verify_log(path, public_key)
+    return _made(report.parsed, digest), report
+
+
+def _made(records: Iterable[tuple[int, Record]], digest: str) -> list[tuple[int, Record]]:
     found = []
-    for number, record in read_records(path):
+    for number, record in records:
         out = record.fields.get("output")
         if isinstance(out, Mapping) and out.get("sha256") == digest:
             found.append((number, record))
@@ -392,6 +406,8 @@ class LogReport:
     head_seq: int | None = None
     head_signed_by: str | None = None
     notes: tuple[str, ...] = ()
+    #: Every readable record with its line number, as :func:`read_records` gives them.
+    parsed: tuple[tuple[int, Record], ...] = field(default=(), repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -446,7 +462,10 @@ def verify_log(
         if p.kind == "edited" and p.line in ambiguous and ambiguous[p.line] in problems:
             problems.remove(ambiguous[p.line])
     problems.sort(key=lambda p: p.line)
-    return LogReport(str(log), len(entries), tuple(problems), head_seq, signer, tuple(notes))
+    parsed = tuple((e.line, e.record) for e in entries if e.record is not None)
+    return LogReport(
+        str(log), len(entries), tuple(problems), head_seq, signer, tuple(notes), parsed
+    )
 
 
 def _entry(number: int, line: bytes, complete: bool) -> _Entry:

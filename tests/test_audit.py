@@ -524,3 +524,24 @@ def test_oversized_head_is_refused_without_reading_it_all(tmp_path: Path) -> Non
     head_path(log).mkdir()
     out = run("audit", "verify", str(log))
     assert out.exit_code == 2 and "is a directory, expected a signed log head" in out.stderr
+
+
+def test_find_reads_the_log_once(logged: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    import sonic_registry.audit as audit_module
+    from sonic_registry.audit import find_output_verified
+
+    opened: list[Path] = []
+    real = audit_module._lines
+
+    def counting(path: Path) -> Any:
+        opened.append(path)
+        return real(path)
+
+    monkeypatch.setattr(audit_module, "_lines", counting)
+    found, report = find_output_verified(logged["log"], logged["video"])
+    assert report.ok and [n for n, _ in found] == [1] and len(opened) == 1
+    assert found == find_output(logged["log"], logged["video"])
+    opened.clear()
+    out = run("audit", "find", str(logged["video"]), "--log", str(logged["log"]))
+    assert out.exit_code == 0, out.output
+    assert len(opened) == 1

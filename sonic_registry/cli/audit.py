@@ -166,10 +166,9 @@ def show_command(log: Path, last: int | None, json_output: bool) -> None:
 @handle_errors
 def find_command(output: Path, log: Path, json_output: bool) -> None:
     """Which release, components and parameters made OUTPUT? (matched by sha256)"""
-    from ..audit import find_output, verify_log
+    from ..audit import find_output_verified
 
-    found = find_output(log, output)
-    chain = verify_log(log)
+    found, chain = find_output_verified(log, output)
     if json_output:
         emit_json(
             {
