@@ -203,10 +203,10 @@ def _warm(group: Group | None) -> float | None:
 
 
 def write_json(path: Path, doc: Mapping[str, Any]) -> None:
+    from sonic_registry.fileio import atomic_write_text
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=False) + "\n")
 
 
 def _fmt_s(x: float) -> str:
