@@ -75,51 +75,45 @@ def load_image(path: str | Path, size: int) -> np.ndarray:
 def write_video(path: str | Path, frames: np.ndarray, audio: np.ndarray) -> None:
     """Write (T, H, W, 3) uint8 frames at 25 fps as H.264 with ``audio`` (16 kHz mono) as AAC.
 
-    The file is written beside its target and renamed into place, so a crash
-    never leaves a half-written video under the final name.
+    The video is muxed in memory (these are small) and written atomically, so
+    a crash never leaves a half-written video under the final name.
     """
-    import os
-    import tempfile
+    import io
 
     import av
 
+    from sonic_registry.fileio import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as container:
+        video = container.add_stream("libx264", rate=FPS)
+        video.width = int(frames.shape[2])
+        video.height = int(frames.shape[1])
+        video.pix_fmt = "yuv420p"
+        video.options = {"crf": "18", "preset": "veryfast", "threads": "1"}
+        sound = container.add_stream("aac", rate=SAMPLE_RATE)
+        sound.layout = "mono"
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            frame.pts = i
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+        step = 1024
+        samples = np.asarray(audio, dtype=np.float32).reshape(1, -1)
+        for start in range(0, samples.shape[1], step):
+            chunk = np.ascontiguousarray(samples[:, start : start + step])
+            aframe = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
+            aframe.sample_rate = SAMPLE_RATE
+            aframe.pts = start
+            for packet in sound.encode(aframe):
+                container.mux(packet)
+        for packet in sound.encode(None):
+            container.mux(packet)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".mp4", dir=target.parent)
-    os.close(fd)
-    try:
-        with av.open(tmp, mode="w", format="mp4") as container:
-            video = container.add_stream("libx264", rate=FPS)
-            video.width = int(frames.shape[2])
-            video.height = int(frames.shape[1])
-            video.pix_fmt = "yuv420p"
-            video.options = {"crf": "18", "preset": "veryfast", "threads": "1"}
-            sound = container.add_stream("aac", rate=SAMPLE_RATE)
-            sound.layout = "mono"
-            for i, rgb in enumerate(frames):
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-                frame.pts = i
-                for packet in video.encode(frame):
-                    container.mux(packet)
-            for packet in video.encode(None):
-                container.mux(packet)
-            step = 1024
-            samples = np.asarray(audio, dtype=np.float32).reshape(1, -1)
-            for start in range(0, samples.shape[1], step):
-                chunk = np.ascontiguousarray(samples[:, start : start + step])
-                aframe = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
-                aframe.sample_rate = SAMPLE_RATE
-                aframe.pts = start
-                for packet in sound.encode(aframe):
-                    container.mux(packet)
-            for packet in sound.encode(None):
-                container.mux(packet)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(target, buffer.getvalue())
 
 
 def read_video(path: str | Path) -> np.ndarray:
