@@ -304,6 +304,7 @@ def test_bundle_without_envelope_is_not_hashed_again(
     # verify_bundle just digested the unsigned bundle: the resolver reuses those
     # digests and only the loader reads the weights again.
     monkeypatch.setattr("sonic_registry.digest.hash_file", rehash)
+    monkeypatch.setattr("sonic_registry.digest.hash_files", rehash)
     result = generate(_request(world, tmp_path, bundle=bare, allow_unsigned=True))
     assert result.label == "unverified"
 
