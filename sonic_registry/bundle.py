@@ -47,7 +47,7 @@ from .formats import is_weight_file
 from .manifest import PREDICATE_TYPE, Release, check_relative_path, parse_time
 from .schema import validate
 from .signing import Envelope, PrivateKey, PublicKey
-from .trust import TrustStore, resolve_trust
+from .trust import TrustStore, record_verified_serial, resolve_trust
 
 __all__ = [
     "ENVELOPE_NAME",
@@ -686,9 +686,8 @@ def verify_bundle(
         shortcut=defer if unhashed else None,
     )
     _raise_all(problems)
-    if record_serial and store.path is not None:
-        r = statement.release
-        store.record_serial(r.model, r.version, r.serial, where=str(env_path))
+    if record_serial:
+        record_verified_serial(store, statement, where=str(env_path))
     return VerifiedRelease(
         release=statement.release,
         subjects=statement.subjects,

@@ -444,7 +444,9 @@ class Registry:
                 _index_statement(conn, statement, rel, hashlib.sha256(data).hexdigest())
             self._write_listing(conn)
         if record_serial:
-            self.trust.record_serial(r.model, r.version, r.serial, where=where)
+            from .trust import record_verified_serial
+
+            record_verified_serial(self.trust, statement, where=where)
         return AddResult(statement, target, added=True)
 
     def _write_listing(self, conn: sqlite3.Connection) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .canonical import canonical_bytes, load_json_file
 from .errors import InvalidKeyError, InvalidTrustStore, RollbackError, UnreadableInputError
@@ -23,7 +23,17 @@ from .manifest import parse_time
 from .schema import validate
 from .signing import PublicKey, public_key_from_pem
 
-__all__ = ["ROLES", "TrustStore", "TrustedKey", "release_key", "resolve_trust"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .bundle import VerifiedStatement
+
+__all__ = [
+    "ROLES",
+    "TrustStore",
+    "TrustedKey",
+    "record_verified_serial",
+    "release_key",
+    "resolve_trust",
+]
 
 ROLES = ("official", "community")
 
@@ -228,3 +238,17 @@ def resolve_trust(
         return TrustStore.from_public_keys(pinned)
     store = trust if isinstance(trust, TrustStore) else TrustStore.load(trust)
     return store.with_pinned(pinned)
+
+
+def record_verified_serial(store: TrustStore, statement: VerifiedStatement, *, where: str) -> None:
+    """Remember ``statement``'s serial in the trust store, if and only if trusted keys signed it.
+
+    The one gate every caller that records a serial goes through: an envelope
+    accepted with ``allow_unsigned`` (no trusted signature, channel
+    "unverified") must never move the rollback floor, or an unsigned envelope
+    with serial 999999 would make every genuine release look like a rollback.
+    """
+    if statement.channel == "unverified" or store.path is None:
+        return
+    r = statement.release
+    store.record_serial(r.model, r.version, r.serial, where=where)
