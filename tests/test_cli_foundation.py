@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import weight_bytes, write_safetensors
+from helpers import weight_bytes, write_safetensors
 
 EXE = str(Path(sys.executable).with_name("sonic-registry"))
 

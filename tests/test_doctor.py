@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import Keys
+from helpers import Keys
 from sonic_install import install, make_registry, sonic_release
 
 from sonic_registry.cli import main

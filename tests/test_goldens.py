@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import release_toml, weight_bytes, write_safetensors
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from helpers import release_toml, weight_bytes, write_safetensors
 
 from sonic_registry.bundle import sign_bundle, verify_bundle
 from sonic_registry.schema import validate

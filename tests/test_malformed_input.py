@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import release_toml
+from helpers import release_toml
 
 from sonic_registry.bundle import sign_bundle, verify_bundle
 from sonic_registry.canonical import MAX_DEPTH, loads_strict

@@ -47,7 +47,7 @@ from sonic_registry.interop.oms import export_oms, key_hint, verify_oms
 from sonic_registry.signing import PAYLOAD_TYPE, PrivateKey, pae
 
 if TYPE_CHECKING:
-    from conftest import Keys
+    from helpers import Keys
 
 BIN = Path(sys.executable).parent
 MODEL_SIGNING = BIN / "model_signing"

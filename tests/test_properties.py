@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import SONIC_ROLES, release_toml, weight_bytes, write_safetensors
+from helpers import SONIC_ROLES, release_toml, weight_bytes, write_safetensors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

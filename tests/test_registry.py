@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import Keys
+from helpers import Keys
 
 from sonic_registry.cli import main
 from sonic_registry.digest import hash_file

@@ -242,7 +242,7 @@ def test_old_runtime_refuses_newer_release_saying_what_it_needs(world: World) ->
 
 
 def _sdxl_files(models: Path) -> None:
-    from conftest import weight_bytes, write_safetensors
+    from helpers import weight_bytes, write_safetensors
 
     for rel in (
         "checkpoints/sd_xl_base_1.0.safetensors",
