@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .canonical import canonical_bytes, loads_strict
+from .constants import ENVELOPE_NAME, OMS_SIGNATURE_NAME, TOML_NAME
 from .digest import (
     SHARD_SIZE,
     FileDigest,
@@ -66,11 +67,9 @@ __all__ = [
     "verify_envelope",
 ]
 
-ENVELOPE_NAME = "release.dsse.json"
 #: Signatures over the bundle are not part of what they sign: our envelope,
 #: and an OpenSSF model_signing signature carried beside it (`export-oms`).
-SIGNATURE_NAMES = frozenset({ENVELOPE_NAME, "model.sig"})
-TOML_NAME = "release.toml"
+SIGNATURE_NAMES = frozenset({ENVELOPE_NAME, OMS_SIGNATURE_NAME})
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 
 Progress = Callable[[int], None]

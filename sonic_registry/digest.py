@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from .constants import RACY_SECONDS
 from .errors import UnreadableInputError
 
 __all__ = [
@@ -321,7 +322,7 @@ class StatCache:
     "racily clean" problem: a write in the same clock tick would look unchanged).
     """
 
-    RACY_SECONDS = 2.0
+    RACY_SECONDS = RACY_SECONDS
     VERSION = 1
 
     def __init__(self, path: str | Path) -> None:

@@ -17,6 +17,8 @@ import struct
 import zipfile
 from pathlib import Path
 
+from .constants import MAX_SAFETENSORS_HEADER_BYTES
+
 __all__ = [
     "PICKLE_KINDS",
     "WEIGHT_EXTENSIONS",
@@ -66,7 +68,7 @@ def sniff_bytes(head: bytes, size: int | None = None) -> str:
     if len(head) >= 9:
         (n,) = struct.unpack("<Q", head[:8])
         fits = size is None or 8 + n <= size
-        if 2 <= n <= 100_000_000 and fits and head[8:9] == b"{":
+        if 2 <= n <= MAX_SAFETENSORS_HEADER_BYTES and fits and head[8:9] == b"{":
             return "safetensors"
     return "other"
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .canonical import loads_strict
+from .constants import MAX_SAFETENSORS_HEADER_BYTES
 from .digest import FileDigest
 from .errors import (
     DigestMismatchError,
@@ -62,8 +63,8 @@ __all__ = [
     "resolve_device",
 ]
 
-#: Largest safetensors JSON header accepted (the format's own limit is 100 MB).
-MAX_HEADER_BYTES = 100 * 1024 * 1024
+#: Largest safetensors JSON header accepted (the format's own limit).
+MAX_HEADER_BYTES = MAX_SAFETENSORS_HEADER_BYTES
 #: Bytes read per system call; the hash thread works one chunk behind the reader.
 READ_CHUNK = 8 << 20
 

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from .canonical import canonical_sha256, loads_strict
+from .constants import MAX_ENVELOPE_BYTES
 from .errors import InvalidKeyError, InvalidManifest
 from .fileio import atomic_write_bytes, read_bounded
 from .schema import validate
@@ -45,7 +46,6 @@ __all__ = [
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 MAX_KEY_FILE = 64 * 1024
-MAX_ENVELOPE_BYTES = 64 * 1024 * 1024
 
 # CLI name -> (TUF keytype, TUF scheme)
 ALGORITHMS = {

@@ -24,13 +24,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..constants import RACY_SECONDS
+
 if TYPE_CHECKING:
     from ..digest import StatCache
 
 __all__ = ["RACY_SECONDS", "Caches", "StatKey", "VerdictCache", "is_racy", "snapshot", "stat_key"]
 
-#: == digest.StatCache.RACY_SECONDS (not imported from there: warm path).
-RACY_SECONDS = 2.0
 #: Bumped whenever the verdict format or the meaning of a verdict changes.
 VERDICT_VERSION = 1
 

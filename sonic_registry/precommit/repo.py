@@ -11,6 +11,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..constants import ENVELOPE_NAME, TOML_NAME
+
 __all__ = [
     "ENVELOPE_NAME",
     "TOML_NAME",
@@ -21,11 +23,6 @@ __all__ = [
     "is_below",
     "repo_files",
 ]
-
-# == bundle.ENVELOPE_NAME / TOML_NAME; not imported from there because the
-# bundle module pulls in the whole verifier, which the warm path never needs.
-ENVELOPE_NAME = "release.dsse.json"
-TOML_NAME = "release.toml"
 
 
 def git_dir(start: Path | None = None) -> Path | None:

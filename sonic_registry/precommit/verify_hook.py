@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..constants import MAX_ENVELOPE_BYTES
 from .cache import Caches, snapshot, stat_key
 from .repo import ENVELOPE_NAME, TOML_NAME, display, is_below
 
@@ -33,9 +34,6 @@ if TYPE_CHECKING:
     from .trust_input import Trust
 
 __all__ = ["verify_repo"]
-
-#: == signing.MAX_ENVELOPE_BYTES (not imported from there: warm path).
-MAX_ENVELOPE_BYTES = 64 << 20
 
 
 class _Run:

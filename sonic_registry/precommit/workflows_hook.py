@@ -16,16 +16,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .repo import ENVELOPE_NAME, TOML_NAME, repo_files
+from ..constants import ENVELOPE_NAME, MAX_WORKFLOW_BYTES, TOML_NAME
+from .repo import repo_files
 
 if TYPE_CHECKING:
     from ..digest import StatCache
     from .trust_input import Trust
 
 __all__ = ["find_workflows", "is_workflow", "lfs_aware_cache", "workflows"]
-
-#: Larger JSON/TOML files are not workflows (and are not read whole to find out).
-MAX_WORKFLOW_BYTES = 64 << 20
 
 
 def is_workflow(path: str | Path) -> bool:
