@@ -218,9 +218,10 @@ def _resolve(
     if req.registry is not None:
         registry = stack.enter_context(Registry(req.registry, store))
     else:
-        # No registry given: the releases being run are the registry.
-        signed = [v.envelope.to_json() for v in unique if v.channel != "unverified"]
-        registry = stack.enter_context(Registry.from_envelopes(signed, store))
+        # No registry given: the releases being run are the registry. They were
+        # verified moments ago; hand over the statements, not their envelopes.
+        signed = [v for v in unique if v.channel != "unverified"]
+        registry = stack.enter_context(Registry.from_statements(signed, store))
     # Every file is identified by its subject digest, never re-read here: each
     # subject either matched in verify_bundle (or was just hashed, for an
     # unsigned bundle) or was deferred to the loader, which hashes the very

@@ -396,3 +396,46 @@ def test_corrupt_index_that_cannot_be_rebuilt_is_one_line(
     assert out.exit_code == 2
     assert "index.sqlite is corrupt; run `sonic-registry registry rebuild-index`" in out.stderr
     assert "Traceback" not in out.output
+
+
+# --- sources: no I/O in a constructor, statements handed over, plain HTTP warns -------
+
+
+def test_opening_a_remote_registry_downloads_nothing(trust_file: Path) -> None:
+    # Nothing listens on port 9: a constructor that downloaded would raise here.
+    reg = Registry("http://127.0.0.1:9/reg/", _trust(trust_file))
+    from sonic_registry.errors import UnreadableInputError
+
+    with pytest.raises(UnreadableInputError, match="cannot download"):
+        reg.releases()
+
+
+def test_from_statements_reuses_verified_statements(
+    trust_file: Path, two_versions: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sonic_registry.bundle import verify_envelope
+
+    store = _trust(trust_file)
+    statements = [verify_envelope(b / "release.dsse.json", store) for b in two_versions]
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an envelope was verified again")
+
+    monkeypatch.setattr("sonic_registry.bundle.verify_envelope", refuse)
+    with Registry.from_statements(statements, store) as reg:
+        unet = hash_file(two_versions[1] / "unet.safetensors").sha256
+        (match,) = reg.lookup(unet)
+        assert match.statement is statements[1]
+        assert reg.get("dice-talk", "1.0.0") is statements[2]
+        assert len(reg.releases()) == 3
+
+
+def test_plain_http_registry_warns_it_cannot_detect_withheld_releases(
+    http_url: str, trust_file: Path
+) -> None:
+    out = CliRunner().invoke(
+        main, ["registry", "list", "--registry", http_url, "--trust", str(trust_file)]
+    )
+    assert out.exit_code == 0, out.output
+    assert "cannot detect a server that withholds a newer release" in out.stderr
+    assert "sonic 1.3.0 serial 1" in out.stdout

@@ -1,0 +1,159 @@
+"""The SQLite index of a registry: sha256 -> (model, version, role, path).
+
+The index is a hint, never a source of trust: every answer it gives is
+re-checked against an envelope verified with the caller's trust store. A
+local directory keeps it in ``index.sqlite`` (rebuildable from the envelopes
+alone); remote and in-memory registries keep one in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..bundle import VerifiedStatement
+
+__all__ = [
+    "INDEX_NAME",
+    "LISTING_NAME",
+    "LOCK_NAME",
+    "RELEASES_DIR",
+    "connect",
+    "envelope_rel",
+    "index_statement",
+    "listing_bytes",
+    "memory_index",
+    "transaction",
+]
+
+RELEASES_DIR = "releases"
+INDEX_NAME = "index.sqlite"
+LISTING_NAME = "releases.json"
+LOCK_NAME = ".registry.lock"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS releases (
+    model TEXT NOT NULL, version TEXT NOT NULL, serial INTEGER NOT NULL,
+    channel TEXT NOT NULL, manifest_digest TEXT NOT NULL, envelope TEXT NOT NULL,
+    envelope_sha256 TEXT NOT NULL,
+    PRIMARY KEY (model, version)
+);
+CREATE TABLE IF NOT EXISTS files (
+    sha256 TEXT NOT NULL, size INTEGER NOT NULL, model TEXT NOT NULL,
+    version TEXT NOT NULL, role TEXT, path TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_by_sha256 ON files (sha256);
+"""
+#: Every column the queries use: an index.sqlite without one of them is corrupt.
+_PROBES = (
+    "SELECT model, version, serial, channel, manifest_digest, envelope, envelope_sha256 "
+    "FROM releases LIMIT 0",
+    "SELECT sha256, size, model, version, role, path FROM files LIMIT 0",
+)
+
+
+def envelope_rel(model: str, version: str, serial: int) -> str:
+    """Where a release's envelope lives inside a registry (one name per serial)."""
+    return f"{RELEASES_DIR}/{model}/{version}/{serial}.dsse.json"
+
+
+def connect(path: Path | str) -> sqlite3.Connection:
+    """Open (creating when new) an index; sqlite3.DatabaseError when it is no index."""
+    conn = sqlite3.connect(str(path), timeout=60.0, isolation_level=None)
+    try:
+        conn.execute("PRAGMA busy_timeout = 60000")
+        conn.executescript(_SCHEMA)
+        for probe in _PROBES:
+            conn.execute(probe).fetchall()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def memory_index() -> sqlite3.Connection:
+    """An empty index that lives as long as its connection (remote and in-memory sources)."""
+    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    conn.executescript(_SCHEMA)
+    return conn
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One ``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def index_statement(
+    conn: sqlite3.Connection, statement: VerifiedStatement, rel: str, envelope_sha: str
+) -> None:
+    """Replace the index rows of ``statement``'s model@version with its own."""
+    r = statement.release
+    conn.execute("DELETE FROM files WHERE model = ? AND version = ?", (r.model, r.version))
+    conn.execute(
+        "INSERT OR REPLACE INTO releases VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            r.model,
+            r.version,
+            r.serial,
+            statement.channel,
+            statement.manifest_digest,
+            rel,
+            envelope_sha,
+        ),
+    )
+    conn.executemany(
+        "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (
+                s.sha256,
+                s.size,
+                r.model,
+                r.version,
+                (c.role if (c := r.component_for_path(name)) else None),
+                name,
+            )
+            for name, s in statement.subjects.items()
+        ],
+    )
+
+
+def stored_serial(conn: sqlite3.Connection, model: str, version: str) -> int | None:
+    """The serial indexed for model@version, or None."""
+    row = conn.execute(
+        "SELECT serial FROM releases WHERE model = ? AND version = ?", (model, version)
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def listing_bytes(conn: sqlite3.Connection) -> bytes:
+    """``releases.json``: the newest envelope per model@version, for plain HTTP clients."""
+    from ..canonical import canonical_bytes
+
+    rows = conn.execute(
+        "SELECT envelope, envelope_sha256 FROM releases ORDER BY model, version"
+    ).fetchall()
+    listing: dict[str, Any] = {
+        "version": 1,
+        "releases": [{"path": str(p), "sha256": str(s)} for p, s in rows],
+    }
+    return canonical_bytes(listing) + b"\n"
+
+
+# The three queries every source answers from its index.
+LOOKUP_SQL = (
+    "SELECT f.path, f.role, r.envelope FROM files f JOIN releases r "
+    "ON f.model = r.model AND f.version = r.version WHERE f.sha256 = ?"
+)
+GET_SQL = "SELECT envelope FROM releases WHERE model = ? AND version = ?"
+ALL_SQL = "SELECT envelope FROM releases"
