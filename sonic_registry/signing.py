@@ -1,4 +1,4 @@
-"""Keys (Ed25519, ECDSA P-256), keyids, and DSSE envelopes.
+"""Keys (Ed25519, ECDSA P-256/P-384/P-521), keyids, and DSSE envelopes.
 
 A thin, tested layer over ``cryptography``: DSSE itself is a few lines (PAE +
 base64), and owning them keeps the verify path free of extra dependencies.
@@ -31,6 +31,7 @@ from .schema import validate
 
 __all__ = [
     "ALGORITHMS",
+    "KEY_TYPES_TEXT",
     "PAYLOAD_TYPE",
     "Envelope",
     "PrivateKey",
@@ -51,7 +52,18 @@ MAX_KEY_FILE = 64 * 1024
 ALGORITHMS = {
     "ed25519": ("ed25519", "ed25519"),
     "ecdsa-p256": ("ecdsa", "ecdsa-sha2-nistp256"),
+    "ecdsa-p384": ("ecdsa", "ecdsa-sha2-nistp384"),
+    "ecdsa-p521": ("ecdsa", "ecdsa-sha2-nistp521"),
 }
+#: ECDSA algorithm -> (curve, the hash it signs with). The hash follows the
+#: curve size, as model_signing and TUF's ecdsa-sha2-nistp* schemes do.
+_ECDSA: dict[str, tuple[ec.EllipticCurve, hashes.HashAlgorithm]] = {
+    "ecdsa-p256": (ec.SECP256R1(), hashes.SHA256()),
+    "ecdsa-p384": (ec.SECP384R1(), hashes.SHA384()),
+    "ecdsa-p521": (ec.SECP521R1(), hashes.SHA512()),
+}
+#: What a key may be, worded for refusals.
+KEY_TYPES_TEXT = "an Ed25519 or ECDSA P-256/P-384/P-521 key"
 
 _PublicKeyTypes = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
 _PrivateKeyTypes = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
@@ -66,9 +78,17 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 def _algorithm_of(key: _PublicKeyTypes, where: str) -> str:
     if isinstance(key, ed25519.Ed25519PublicKey):
         return "ed25519"
-    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
-        return "ecdsa-p256"
-    raise InvalidKeyError(where, "expected an Ed25519 or ECDSA P-256 key, found another key type")
+    for algorithm, (curve, _) in _ECDSA.items():
+        if key.curve.name == curve.name:
+            return algorithm
+    raise InvalidKeyError(
+        where, f"expected {KEY_TYPES_TEXT}, found an ECDSA key on curve {key.curve.name}"
+    )
+
+
+def _ecdsa(algorithm: str) -> ec.ECDSA:
+    """The ECDSA signature algorithm for a curve: SHA-256, -384 or -512 by curve size."""
+    return ec.ECDSA(_ECDSA[algorithm][1])
 
 
 @dataclass(frozen=True)
@@ -103,10 +123,20 @@ class PublicKey:
             if isinstance(self.key, ed25519.Ed25519PublicKey):
                 self.key.verify(signature, data)
             else:
-                self.key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+                self.key.verify(signature, data, _ecdsa(self.algorithm))
         except (InvalidSignature, ValueError):
             return False
         return True
+
+    def could_have_signed(self, signature: bytes) -> bool:
+        """Whether ``signature`` has this key type's shape (64 raw bytes, or a DER sequence).
+
+        A cheap filter for keyid-less signatures, so only keys of a matching
+        algorithm are tried; :meth:`verify` still decides.
+        """
+        if isinstance(self.key, ed25519.Ed25519PublicKey):
+            return len(signature) == 64
+        return signature[:1] == b"\x30"
 
 
 @dataclass(frozen=True)
@@ -127,7 +157,7 @@ class PrivateKey:
     def sign(self, data: bytes) -> bytes:
         if isinstance(self.key, ed25519.Ed25519PrivateKey):
             return self.key.sign(data)
-        return self.key.sign(data, ec.ECDSA(hashes.SHA256()))
+        return self.key.sign(data, _ecdsa(self.algorithm))
 
     def to_pem(self, passphrase: bytes | None) -> bytes:
         encryption: serialization.KeySerializationEncryption = (
@@ -143,8 +173,8 @@ class PrivateKey:
 def generate_key(algorithm: str = "ed25519") -> PrivateKey:
     if algorithm == "ed25519":
         return PrivateKey(ed25519.Ed25519PrivateKey.generate(), algorithm)
-    if algorithm == "ecdsa-p256":
-        return PrivateKey(ec.generate_private_key(ec.SECP256R1()), algorithm)
+    if algorithm in _ECDSA:
+        return PrivateKey(ec.generate_private_key(_ECDSA[algorithm][0]), algorithm)
     raise InvalidKeyError(
         "--algorithm", f"expected one of {', '.join(ALGORITHMS)}, found {algorithm!r}"
     )
@@ -178,11 +208,9 @@ def load_private_key(path: str | Path, passphrase: bytes | None = None) -> Priva
             raise InvalidKeyError(where, "wrong passphrase") from exc
         raise InvalidKeyError(where, "expected a PEM private key, found unparseable data") from exc
     except UnsupportedAlgorithm as exc:
-        raise InvalidKeyError(where, "expected an Ed25519 or ECDSA P-256 key") from exc
+        raise InvalidKeyError(where, f"expected {KEY_TYPES_TEXT}") from exc
     if not isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
-        raise InvalidKeyError(
-            where, f"expected an Ed25519 or ECDSA P-256 key, found {type(key).__name__}"
-        )
+        raise InvalidKeyError(where, f"expected {KEY_TYPES_TEXT}, found {type(key).__name__}")
     return PrivateKey(key, _algorithm_of(key.public_key(), where))
 
 
@@ -194,9 +222,7 @@ def public_key_from_pem(data: bytes, *, where: str = "") -> PublicKey:
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise InvalidKeyError(where, "expected a PEM public key, found unparseable data") from exc
     if not isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
-        raise InvalidKeyError(
-            where, f"expected an Ed25519 or ECDSA P-256 key, found {type(key).__name__}"
-        )
+        raise InvalidKeyError(where, f"expected {KEY_TYPES_TEXT}, found {type(key).__name__}")
     return PublicKey(key, _algorithm_of(key, where))
 
 

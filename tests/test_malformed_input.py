@@ -358,8 +358,8 @@ def test_wrong_key_type(tmp_path: Path) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    p384 = ec.generate_private_key(ec.SECP384R1())
-    for name, key in (("rsa", rsa_key), ("p384", p384)):
+    k1 = ec.generate_private_key(ec.SECP256K1())
+    for name, key in (("rsa", rsa_key), ("secp256k1", k1)):
         path = tmp_path / f"{name}.key"
         path.write_bytes(
             key.private_bytes(
@@ -368,7 +368,10 @@ def test_wrong_key_type(tmp_path: Path) -> None:
                 serialization.NoEncryption(),
             )
         )
-        with pytest.raises(InvalidKeyError, match=r"expected an Ed25519 or ECDSA P-256 key"):
+        # The refusal lists every key type that is accepted.
+        with pytest.raises(
+            InvalidKeyError, match=r"expected an Ed25519 or ECDSA P-256/P-384/P-521 key, found"
+        ):
             load_private_key(path)
 
 
