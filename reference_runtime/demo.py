@@ -131,7 +131,7 @@ def run_demo(cfg: DemoConfig, *, echo: Echo = print) -> bool:
     from sonic_registry.bundle import sign_bundle
     from sonic_registry.registry import Registry
     from sonic_registry.signing import generate_key, save_private_key
-    from sonic_registry.trust import TrustStore
+    from sonic_registry.trust import TrustStore, channel_label
 
     from .media import synth_face, synth_speech, write_wav
     from .plot import Trace, plot_sync
@@ -168,7 +168,7 @@ def run_demo(cfg: DemoConfig, *, echo: Echo = print) -> bool:
             registry.add(root / "release.dsse.json")
         for statement in registry.releases():
             r = statement.release
-            label = "official" if statement.channel == "official" else "non-official"
+            label = channel_label(statement.channel)
             echo(f"  registry {registry_dir}: {r.release_id} ({label})")
     steps.expect(len(roots) == 3, "three signed releases in the registry")
 

@@ -160,9 +160,9 @@ def _verify_all(
 
 
 def _label(channel: str) -> str:
-    from sonic_registry.resolver import CHANNEL_LABELS
+    from sonic_registry.trust import channel_label
 
-    return CHANNEL_LABELS.get(channel, channel)
+    return channel_label(channel)
 
 
 def _runtime_graph(

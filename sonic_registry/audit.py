@@ -665,6 +665,7 @@ def _check_head(
     notes: list[str],
 ) -> tuple[int | None, str | None]:
     from .signing import Envelope, PublicKey, load_public_key
+    from .trust import TrustStore, get_verification_result
 
     if data is None:
         if public_key is not None:
@@ -676,11 +677,10 @@ def _check_head(
     signer: str | None = None
     if public_key is not None:
         key = public_key if isinstance(public_key, PublicKey) else load_public_key(public_key)
-        message = envelope.pae()
-        good = [
-            s for s in envelope.signatures if s.keyid == key.keyid and key.verify(s.sig, message)
-        ]
-        if not good:
+        # The same trust decision as a release's envelope, with the given key alone.
+        store = TrustStore.from_public_keys([key])
+        result = get_verification_result(store, envelope.signatures, envelope.pae(), where=str(hp))
+        if not result.verified():
             problems.append(LogProblem(0, "head", f"{hp}: not signed by key {key.keyid[:16]}"))
             return None, None
         signer = key.keyid

@@ -29,13 +29,10 @@ from .digest import (
     sharded_digests,
 )
 from .errors import (
-    BadSignatureError,
     DigestMismatchError,
     ExpiredReleaseError,
     InvalidManifest,
-    RevokedKeyError,
     SonicRegistryError,
-    ThresholdNotMetError,
     UnlistedFileError,
     UnreadableInputError,
     UnsafePathError,
@@ -48,7 +45,7 @@ from .formats import is_weight_file
 from .manifest import PREDICATE_TYPE, Release, check_relative_path, parse_time
 from .schema import validate
 from .signing import Envelope, PrivateKey, PublicKey
-from .trust import TrustStore, record_verified_serial, resolve_trust
+from .trust import TrustStore, get_verification_result, record_verified_serial, resolve_trust
 
 __all__ = [
     "ENVELOPE_NAME",
@@ -387,36 +384,14 @@ def verify_envelope(
     where = where or ENVELOPE_NAME
     moment = now or datetime.now(UTC)
 
-    # Step 1: sort the signatures: which trusted, unexpired, unrevoked keys signed
-    # the exact payload bytes (PAE), and why every other signature does not count.
-    pae = envelope.pae()
-    valid: dict[str, Any] = {}
-    problems: list[SonicRegistryError] = []
-    for sig in envelope.signatures:
-        trusted = trust.keys.get(sig.keyid)
-        if sig.keyid in trust.revoked:
-            problems.append(RevokedKeyError(where, f"signed by revoked key {sig.keyid[:16]}"))
-        elif trusted is None:
-            problems.append(UnsignedReleaseError(where, f"signed by unknown key {sig.keyid[:16]}"))
-        elif not trusted.public.verify(sig.sig, pae):
-            problems.append(
-                BadSignatureError(
-                    where,
-                    f"signature by {trusted.label} does not match the payload "
-                    "(edited or re-serialised after signing)",
-                )
-            )
-        elif trusted.expired(moment):
-            problems.append(
-                ExpiredReleaseError(where, f"key {trusted.label} expired at {trusted.expires}")
-            )
-        else:
-            valid[sig.keyid] = trusted
-
-    if not valid and not allow_unsigned:
-        if not envelope.signatures:
-            problems.append(UnsignedReleaseError(where, "expected a signature, found none"))
-        _raise_all(_by_severity(problems))
+    # Step 1: sort the signatures (trust.get_verification_result, the one home
+    # of that rule): which trusted, unexpired, unrevoked keys signed the exact
+    # payload bytes (PAE), and why every other signature does not count.
+    result = get_verification_result(
+        trust, envelope.signatures, envelope.pae(), where=where, now=moment
+    )
+    if not result.valid and not allow_unsigned:
+        result.require(None, where)
 
     # Step 2: only now parse the payload (it carries at least one trusted
     # signature, or the caller opted into unsigned releases).
@@ -436,25 +411,12 @@ def verify_envelope(
     # Step 3: the claimed channel needs its role's threshold of distinct keys.
     # Official keys do not silently vouch for community releases or vice versa:
     # a key counts only for the roles the trust store gives it.
-    role = release.channel
-    counted = sorted(k.label for k in valid.values() if role in k.roles)
-    threshold = trust.thresholds.get(role, 1)
-    channel = role
-    if len(counted) < threshold:
-        if allow_unsigned and not valid:
-            channel = "unverified"
-        else:
-            others = sorted(k.label for k in valid.values() if role not in k.roles)
-            extra = f" (also signed by {', '.join(others)}, not {role} keys)" if others else ""
-            problems.insert(
-                0,
-                ThresholdNotMetError(
-                    where,
-                    f"{role} release needs {threshold} {role} signature(s), found {len(counted)}"
-                    + extra,
-                ),
-            )
-            _raise_all(_by_severity(problems))
+    channel = release.channel
+    counted: tuple[str, ...]
+    if allow_unsigned and not result.valid:
+        channel, counted = "unverified", ()
+    else:
+        counted = tuple(k.label for k in result.require(channel, where))
 
     # Step 4: the release itself must not have expired.
     if parse_time(release.expires) <= moment:
@@ -473,19 +435,6 @@ def verify_envelope(
         manifest_digest=envelope.payload_digest,
         envelope=envelope,
     )
-
-
-def _by_severity(problems: list[SonicRegistryError]) -> list[SonicRegistryError]:
-    # Most telling first: a forged/edited payload or a revoked key explains a
-    # failure better than "unknown key".
-    order: dict[type[SonicRegistryError], int] = {
-        BadSignatureError: 0,
-        RevokedKeyError: 1,
-        ThresholdNotMetError: 2,
-        ExpiredReleaseError: 3,
-        UnsignedReleaseError: 4,
-    }
-    return sorted(problems, key=lambda p: order.get(type(p), 9))
 
 
 #: A hook-only fast path for one listed file: None = no opinion (hash it),

@@ -121,7 +121,9 @@ def _action(ident: Identification, newest: dict[str, Identification]) -> tuple[s
     if ident.format in ("pickle", "torch-zip"):
         notes.append("pickle (runs code when loaded): `sonic-registry convert` to safetensors")
     if m.channel != "official":
-        notes.append(f"{m.channel} release, not official")
+        from .trust import channel_label
+
+        notes.append(f"{channel_label(m.channel, long=True)} release")
     return ("; ".join(notes) or "ok"), False
 
 

@@ -49,7 +49,9 @@ class Identification:
         m = self.best
         if m is None:
             return f"{self.path}: unknown to the registry (sha256 {self.sha256[:16]}...)"
-        label = "official" if m.channel == "official" else f"{m.channel}, non-official"
+        from .trust import channel_label
+
+        label = channel_label(m.channel, long=True)
         step = f" step {m.training_step}" if m.training_step is not None else ""
         also = (
             f" (also in {len(self.matches) - 1} other release(s))" if len(self.matches) > 1 else ""

@@ -35,6 +35,7 @@ from .errors import (
     UnsafePathError,
     UnsignedReleaseError,
 )
+from .trust import channel_label
 from .workflows import Graph, InterfaceMismatchError, WeightRef, load_graph
 
 if TYPE_CHECKING:
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
     from .registry import Match, Registry
 
 __all__ = [
-    "CHANNEL_LABELS",
     "Resolution",
     "ResolvedComponent",
     "analyze_graph",
@@ -51,10 +51,6 @@ __all__ = [
     "resolve_graph",
 ]
 
-#: How each channel is shown to a user.
-CHANNEL_LABELS: Mapping[str, str] = MappingProxyType(
-    {"official": "official", "community": "non-official", "unverified": "unverified"}
-)
 _CHANNEL_RANK = {"official": 0, "community": 1, "unverified": 2}
 
 
@@ -116,7 +112,7 @@ class Resolution:
 
     @property
     def label(self) -> str:
-        return CHANNEL_LABELS.get(self.channel, self.channel)
+        return channel_label(self.channel)
 
     @property
     def by_node(self) -> Mapping[str, tuple[ResolvedComponent, ...]]:

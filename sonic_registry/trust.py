@@ -9,19 +9,30 @@ serialised by a lock file so concurrent verifiers never lose a serial.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .canonical import canonical_bytes, load_json_file
-from .errors import InvalidKeyError, InvalidTrustStore, RollbackError, UnreadableInputError
+from .errors import (
+    BadSignatureError,
+    ExpiredReleaseError,
+    InvalidKeyError,
+    InvalidTrustStore,
+    RevokedKeyError,
+    RollbackError,
+    ThresholdNotMetError,
+    UnreadableInputError,
+    UnsignedReleaseError,
+    VerificationError,
+)
 from .fileio import atomic_write_bytes
 from .manifest import parse_time
 from .schema import validate
-from .signing import PublicKey, public_key_from_pem
+from .signing import PublicKey, Signature, public_key_from_pem
 
 if TYPE_CHECKING:  # pragma: no cover
     from .bundle import VerifiedStatement
@@ -30,12 +41,31 @@ __all__ = [
     "ROLES",
     "TrustStore",
     "TrustedKey",
+    "VerificationResult",
+    "channel_label",
+    "get_verification_result",
     "record_verified_serial",
     "release_key",
     "resolve_trust",
 ]
 
 ROLES = ("official", "community")
+
+#: How each channel is worded to a user, short and long; "non-official" is also
+#: the label stored in audit records, so it never changes.
+_CHANNEL_WORDS: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {
+        "official": ("official", "official"),
+        "community": ("non-official", "community (non-official)"),
+        "unverified": ("unverified", "unverified (no trusted signature)"),
+    }
+)
+
+
+def channel_label(channel: str, *, long: bool = False) -> str:
+    """The one wording of a channel: ``non-official`` or, long, ``community (non-official)``."""
+    short, full = _CHANNEL_WORDS.get(channel, (channel, channel))
+    return full if long else short
 
 
 def release_key(model: str, version: str) -> str:
@@ -60,6 +90,11 @@ class TrustedKey:
     @property
     def label(self) -> str:
         return self.name or self.keyid[:16]
+
+    @property
+    def channel(self) -> str:
+        """The channel this key's own signature vouches for: official beats community."""
+        return "official" if "official" in self.roles else "community"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {**self.public.to_key_dict(), "roles": list(self.roles)}
@@ -252,3 +287,135 @@ def record_verified_serial(store: TrustStore, statement: VerifiedStatement, *, w
         return
     r = statement.release
     store.record_serial(r.model, r.version, r.serial, where=where)
+
+
+# -- the trust decision ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    """Which signatures count, as python-tuf's ``VerificationResult``.
+
+    ``valid`` holds each distinct key that is in the store, not revoked, not
+    expired and whose signature verified; ``problems`` says why every other
+    signature does not count, most telling first. A role's verdict is then a
+    count of valid keys holding that role against the role's threshold.
+    """
+
+    valid: Mapping[str, TrustedKey]
+    problems: tuple[VerificationError, ...]
+    thresholds: Mapping[str, int]
+
+    def signers(self, role: str | None = None) -> tuple[TrustedKey, ...]:
+        """Valid keys that may sign for ``role`` (any role when None), sorted by label."""
+        keys = [k for k in self.valid.values() if role is None or role in k.roles]
+        return tuple(sorted(keys, key=lambda k: k.label))
+
+    def threshold(self, role: str | None) -> int:
+        return 1 if role is None else self.thresholds.get(role, 1)
+
+    def verified(self, role: str | None = None) -> bool:
+        return len(self.signers(role)) >= self.threshold(role)
+
+    def require(self, role: str | None, where: str) -> tuple[TrustedKey, ...]:
+        """The role's signers; raises the most telling problem (all in ``.problems``) if short."""
+        signers = self.signers(role)
+        if len(signers) >= self.threshold(role):
+            return signers
+        problems = list(self.problems)
+        if role is not None and self.valid:
+            others = sorted(k.label for k in self.valid.values() if role not in k.roles)
+            extra = f" (also signed by {', '.join(others)}, not {role} keys)" if others else ""
+            problems.insert(
+                0,
+                ThresholdNotMetError(
+                    where,
+                    f"{role} release needs {self.threshold(role)} {role} signature(s), "
+                    f"found {len(signers)}" + extra,
+                ),
+            )
+        if not problems:
+            problems.append(UnsignedReleaseError(where, "expected a signature, found none"))
+        ordered = sorted(problems, key=lambda p: _SEVERITY.get(type(p), 9))
+        first = ordered[0]
+        first.problems = tuple(ordered)
+        raise first
+
+
+# Most telling first: a forged/edited payload or a revoked key explains a
+# failure better than "unknown key".
+_SEVERITY: Mapping[type[VerificationError], int] = MappingProxyType(
+    {
+        BadSignatureError: 0,
+        RevokedKeyError: 1,
+        ThresholdNotMetError: 2,
+        ExpiredReleaseError: 3,
+        UnsignedReleaseError: 4,
+    }
+)
+
+
+def _keyid_hint(key: PublicKey) -> str:
+    return key.keyid
+
+
+def get_verification_result(
+    store: TrustStore,
+    signatures: Sequence[Signature],
+    message: bytes,
+    *,
+    where: str,
+    now: datetime | None = None,
+    hint_of: Callable[[PublicKey], str] = _keyid_hint,
+    algorithms: Collection[str] | None = None,
+) -> VerificationResult:
+    """Decide which of ``signatures`` over ``message`` count, and why the others do not.
+
+    The one home of the rule: a signature counts when a key of the store (of
+    one of ``algorithms``, when given) verifies it, that key is not revoked and
+    not expired at ``now``, and no other signature already counted that key.
+    A signature's ``keyid`` is an unauthenticated hint (DSSE): the key it names
+    (by ``hint_of``: our keyid, or model_signing's PEM hash) is tried first,
+    then, when it is absent, empty, unknown or wrong, every other key of the
+    store that could have made such a signature. A hint therefore never turns
+    a valid signature into a failure, and never makes a key count that is not
+    in the store.
+    """
+    moment = now or datetime.now(UTC)
+    keys = [
+        k for k in store.keys.values() if algorithms is None or k.public.algorithm in algorithms
+    ]
+    valid: dict[str, TrustedKey] = {}
+    problems: list[VerificationError] = []
+    for sig in signatures:
+        hinted = [k for k in keys if sig.keyid and hint_of(k.public) == sig.keyid]
+        others = [k for k in keys if k not in hinted and k.public.could_have_signed(sig.sig)]
+        signer = next((k for k in (*hinted, *others) if k.public.verify(sig.sig, message)), None)
+        if signer is None:
+            problems.append(_unverified(store, sig, hinted, where))
+        elif signer.keyid in store.revoked:
+            problems.append(RevokedKeyError(where, f"signed by revoked key {signer.keyid[:16]}"))
+        elif signer.expired(moment):
+            problems.append(
+                ExpiredReleaseError(where, f"key {signer.label} expired at {signer.expires}")
+            )
+        else:
+            valid[signer.keyid] = signer
+    return VerificationResult(MappingProxyType(valid), tuple(problems), store.thresholds)
+
+
+def _unverified(
+    store: TrustStore, sig: Signature, hinted: Sequence[TrustedKey], where: str
+) -> VerificationError:
+    """Why a signature no key of the store verifies does not count."""
+    if sig.keyid in store.revoked:
+        return RevokedKeyError(where, f"signed by revoked key {sig.keyid[:16]}")
+    if hinted:
+        return BadSignatureError(
+            where,
+            f"signature by {hinted[0].label} does not match the payload "
+            "(edited or re-serialised after signing)",
+        )
+    if sig.keyid:
+        return UnsignedReleaseError(where, f"signed by unknown key {sig.keyid[:16]}")
+    return UnsignedReleaseError(where, "signed by none of the trusted keys")

@@ -72,7 +72,7 @@ def test_doctor_rows_per_file(
     assert rows["RIFE/flownet.pkl"]["status"] == "unknown"
     assert rows["RIFE/flownet.pkl"]["format"] == "pickle"
     assert rows["dice_unet.pth"]["status"] == "community"
-    assert "not official" in rows["dice_unet.pth"]["action"]
+    assert "community (non-official) release" in rows["dice_unet.pth"]["action"]
     svd = rows["stable-video-diffusion-img2vid-xt/unet/diffusion_pytorch_model.safetensors"]
     assert svd["role"] == "svd"
     assert not report.ok

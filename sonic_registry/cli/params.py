@@ -76,6 +76,7 @@ def check_params_command(
     from ..bundle import verify_bundle
     from ..errors import UsageError
     from ..params import check_params, parse_assignment
+    from ..trust import channel_label
 
     params: dict[str, object] = {}
     for text in assignments:
@@ -110,7 +111,8 @@ def check_params_command(
         emit_json({**report.to_dict(), "exit_code": code, "channel": verified.channel})
     else:
         if verified.channel != "official":
-            click.echo(f"note: {report.release_id} is {verified.channel} (non-official)", err=True)
+            label = channel_label(verified.channel, long=True)
+            click.echo(f"note: {report.release_id} is {label}", err=True)
         for item in report.items:
             click.echo(f"{item.status}: {item.message}")
         click.echo(

@@ -168,6 +168,7 @@ def verify(
 
         return run_verify_oms(model_dir, oms, public_keys, trust_path, json_output=json_output)
     from ..bundle import verify_bundle
+    from ..trust import channel_label
 
     if not model_dir.is_dir():
         from ..errors import UnreadableInputError
@@ -187,11 +188,7 @@ def verify(
         emit_json({"ok": True, **verified.to_dict()})
         return
     r = verified.release
-    label = {
-        "official": "official",
-        "community": "community (non-official)",
-        "unverified": "UNVERIFIED (no trusted signature)",
-    }[verified.channel]
+    label = channel_label(verified.channel, long=True)
     click.echo(f"verified {r.model} {r.version} (serial {r.serial}): {label}")
     click.echo(f"  signed by: {', '.join(verified.signers) or 'nobody'}")
     click.echo(f"  {len(verified.subjects)} files, manifest sha256 {verified.manifest_digest}")

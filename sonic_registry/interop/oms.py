@@ -20,24 +20,28 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..canonical import canonical_bytes
 from ..errors import (
-    BadSignatureError,
     DigestMismatchError,
-    ExpiredReleaseError,
     InvalidKeyError,
     InvalidManifest,
-    RevokedKeyError,
     SonicRegistryError,
     UnlistedFileError,
     UnreadableInputError,
-    UnsignedReleaseError,
     UsageError,
 )
 from ..fileio import atomic_write_bytes, read_bounded
-from ..signing import PAYLOAD_TYPE, PrivateKey, PublicKey, load_private_key, load_public_key, pae
+from ..signing import (
+    PAYLOAD_TYPE,
+    PrivateKey,
+    PublicKey,
+    Signature,
+    load_private_key,
+    load_public_key,
+    pae,
+)
+from ..trust import TrustStore, get_verification_result
 from ._oms_format import (
     GIT_PATHS,
     OmsBundle,
@@ -58,9 +62,6 @@ from ._oms_tree import (
     resource_count,
     scan,
 )
-
-if TYPE_CHECKING:
-    from ..trust import TrustedKey, TrustStore
 
 __all__ = [
     "MAX_SIGNATURE_BYTES",
@@ -152,12 +153,16 @@ def key_hint(key: PublicKey) -> str:
     return hashlib.sha256(key.to_pem().encode("ascii")).hexdigest()
 
 
+#: The key types an OMS key signature can carry (model_signing signs with ECDSA only).
+ECDSA_ALGORITHMS = ("ecdsa-p256", "ecdsa-p384", "ecdsa-p521")
+
+
 def _require_ecdsa(algorithm: str, where: str) -> None:
-    if algorithm != "ecdsa-p256":
+    if algorithm not in ECDSA_ALGORITHMS:
         raise InvalidKeyError(
             where,
-            f"OMS key signatures carry only ECDSA keys, found {algorithm}: "
-            "use an ecdsa-p256 key (sonic-registry keygen --algorithm ecdsa-p256)",
+            f"expected an ECDSA P-256, P-384 or P-521 key (the only keys OMS signatures carry), "
+            f"found {algorithm}: sonic-registry keygen --algorithm ecdsa-p256 makes one",
         )
 
 
@@ -198,20 +203,19 @@ def verify_oms(
     input and :class:`VerificationError` subclasses (exit 1) for the verdict;
     all file problems come at once, as ``.problems`` of the one exception raised.
     """
-    from ..trust import TrustStore
-
     root = Path(model_dir)
     sig_path = Path(signature)
     where = str(sig_path)
     if not root.is_dir():
         raise UnreadableInputError(str(root), "expected a model directory")
-    trusted: TrustedKey | None = None
     if isinstance(public_key, TrustStore):
-        store = public_key
+        store, pinned = public_key, False
     else:
         key = public_key if isinstance(public_key, PublicKey) else load_public_key(public_key)
-        label = "--public-key" if isinstance(public_key, PublicKey) else str(public_key)
-        _require_ecdsa(key.algorithm, label)
+        _require_ecdsa(
+            key.algorithm, "--public-key" if isinstance(public_key, PublicKey) else str(public_key)
+        )
+        store, pinned = TrustStore.from_public_keys([key]), True
 
     # Step 1: parse the bundle (structure only; nothing in it is trusted yet).
     data = read_bounded(
@@ -219,25 +223,20 @@ def verify_oms(
     )
     bundle = OmsBundle.from_json(data, where)
 
-    # Step 2: the key. The hint is only a name, but a wrong one says clearly
-    # "signed by another key" instead of "bad signature".
-    if isinstance(public_key, TrustStore):
-        trusted = _key_from_trust(store, bundle, where)
-        key = trusted.public
-    hint = key_hint(key)
-    if bundle.key_hint is not None and bundle.key_hint != hint:
-        raise UnsignedReleaseError(
-            where,
-            f"signed by another key: verificationMaterial.publicKey.hint is {bundle.key_hint}, "
-            f"the given public key's is {hint}",
-        )
-    # Step 3: the signature covers PAE over the exact payload bytes.
-    if not key.verify(bundle.signature, pae(bundle.payload_type, bundle.payload)):
-        raise BadSignatureError(
-            where, "signature does not match the payload with the given public key"
-        )
+    # Step 2: the trust decision (trust.get_verification_result): an ECDSA key
+    # of the store, not revoked or expired, verifies PAE over the exact payload
+    # bytes. The bundle's key hint (sha256 of the PEM) is only tried first.
+    result = get_verification_result(
+        store,
+        [Signature(bundle.key_hint or "", bundle.signature)],
+        pae(bundle.payload_type, bundle.payload),
+        where=where,
+        hint_of=key_hint,
+        algorithms=ECDSA_ALGORITHMS,
+    )
+    signer = result.require(None, where)[0]
 
-    # Step 4: only now interpret the payload, strictly, from the signed bytes.
+    # Step 3: only now interpret the payload, strictly, from the signed bytes.
     statement = OmsStatement.from_payload(bundle.payload, f"{where}: payload")
     ser = statement.serialization
     signed = {r.name: r for r in statement.resources}
@@ -252,7 +251,7 @@ def verify_oms(
                 path=f"{where}: payload",
             )
 
-    # Step 5: walk the model as the serialization says, and compare names first.
+    # Step 4: walk the model as the serialization says, and compare names first.
     implicit = _git_ignores(signed_files)
     sig_rel = _relative_inside(sig_path, root)
     if sig_rel is not None:
@@ -260,7 +259,7 @@ def verify_oms(
     tree = scan(root, ser, implicit_ignores=implicit)
     errors, common = _compare_names(statement, tree)
 
-    # Step 6: hash what both sides name, and compare digests.
+    # Step 5: hash what both sides name, and compare digests.
     actual = compute_digests(common, ser, threads=threads, progress=progress)
     for name in sorted(common):
         if actual[name] != signed[name].digest:
@@ -284,8 +283,8 @@ def verify_oms(
         files=tuple(signed_files),
         resources=len(signed),
         ignored=tree.ignored,
-        signer=trusted.label if trusted is not None else "pinned",
-        channel=_channel(trusted),
+        signer="pinned" if pinned else signer.label,
+        channel=None if pinned else signer.channel,
     )
 
 
@@ -332,36 +331,6 @@ def _compare_names(
         else:
             common.update((n, f) for n in want)
     return errors, common
-
-
-def _channel(trusted: TrustedKey | None) -> str | None:
-    if trusted is None:
-        return None
-    return "official" if "official" in trusted.roles else "community"
-
-
-def _key_from_trust(store: TrustStore, bundle: OmsBundle, where: str) -> TrustedKey:
-    """The trust store's ECDSA key that the bundle names, if it may still sign."""
-    from datetime import UTC, datetime
-
-    ecdsa = [k for k in store.keys.values() if k.public.algorithm == "ecdsa-p256"]
-    if bundle.key_hint is None:
-        # Old bundles name no key: the one whose signature verifies is the signer.
-        message = pae(bundle.payload_type, bundle.payload)
-        ecdsa = [k for k in ecdsa if k.public.verify(bundle.signature, message)]
-    else:
-        ecdsa = [k for k in ecdsa if key_hint(k.public) == bundle.key_hint]
-    if not ecdsa:
-        raise UnsignedReleaseError(
-            where, "signed by a key the trust store does not hold (OMS needs an ECDSA key)"
-        )
-    found = ecdsa[0]
-    # Step 2a: a revoked or expired key signs nothing, whatever the file says.
-    if found.keyid in store.revoked:
-        raise RevokedKeyError(where, f"signed by revoked key {found.label}")
-    if found.expired(datetime.now(UTC)):
-        raise ExpiredReleaseError(where, f"key {found.label} expired at {found.expires}")
-    return found
 
 
 def _is_canonical(payload: bytes) -> bool:
