@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import Keys
+from helpers import Keys
 
 from sonic_registry.bundle import verify_bundle
 from sonic_registry.errors import (
