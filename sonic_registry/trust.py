@@ -57,7 +57,7 @@ _CHANNEL_WORDS: Mapping[str, tuple[str, str]] = MappingProxyType(
     {
         "official": ("official", "official"),
         "community": ("non-official", "community (non-official)"),
-        "unverified": ("unverified", "unverified (no trusted signature)"),
+        "unverified": ("unverified", "UNVERIFIED (no trusted signature)"),
     }
 )
 

@@ -97,7 +97,7 @@ def test_channel_label_is_one_vocabulary() -> None:
         "unverified",
     ]
     assert channel_label("community", long=True) == "community (non-official)"
-    assert channel_label("unverified", long=True) == "unverified (no trusted signature)"
+    assert channel_label("unverified", long=True) == "UNVERIFIED (no trusted signature)"
 
 
 @pytest.mark.parametrize("algorithm", ["ecdsa-p256", "ecdsa-p384", "ecdsa-p521"])
