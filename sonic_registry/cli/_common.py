@@ -15,11 +15,14 @@ import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
 import click
 
 from ..errors import SonicRegistryError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = [
     "PROGRESS_MIN_BYTES",
@@ -29,6 +32,7 @@ __all__ = [
     "json_option",
     "leaf_errors",
     "progress_bar",
+    "stdout_console",
     "tree_bytes",
 ]
 
@@ -94,6 +98,8 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise  # click's own usage errors and exits already print one line
+        except BrokenPipeError:
+            raise  # the reader of stdout went away: the root group ends quietly
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
@@ -114,6 +120,21 @@ def handle_errors(fn: F) -> F:
             fail([_unexpected(exc)], json_output=json_output)
 
     return wrapper  # type: ignore[return-value]
+
+
+def stdout_console(width: int | None = None) -> Console:
+    """A rich console on stdout whose closed pipe ends the command like any other write.
+
+    rich's own reaction to a closed stdout is ``SystemExit(1)``; raising
+    :class:`BrokenPipeError` instead lets the root command end every command alike.
+    """
+    from rich.console import Console
+
+    class _StdoutConsole(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError
+
+    return _StdoutConsole(width=width)
 
 
 #: Show a progress bar only for work this large (and only on a terminal).

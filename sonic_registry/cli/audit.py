@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ._common import emit_json, handle_errors, json_option
+from ._common import emit_json, handle_errors, json_option, stdout_console
 from .keys import passphrase_options, read_passphrase, signing_key_option
 
 __all__ = ["audit"]
@@ -126,7 +126,6 @@ def show_command(log: Path, last: int | None, json_output: bool) -> None:
     if json_output:
         emit_json({"ok": True, "records": [{"line": n, **r.to_dict()} for n, r in rows]})
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=str(log))
@@ -150,7 +149,7 @@ def show_command(log: Path, last: int | None, json_output: bool) -> None:
             out_text,
             str(len(_list(f.get("warnings")))),
         )
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    stdout_console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
 @audit.command("find")

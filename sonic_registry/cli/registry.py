@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._common import emit_json, fail, handle_errors, json_option, progress_bar
+from ._common import (
+    emit_json,
+    fail,
+    handle_errors,
+    json_option,
+    progress_bar,
+    stdout_console,
+)
 from .release import load_trust, trust_options
 
 if TYPE_CHECKING:
@@ -357,7 +364,7 @@ def doctor(
             d["format"],
             d["action"],
         )
-    Console(width=max(160, Console().width)).print(table)
+    stdout_console(width=max(160, Console().width)).print(table)
     if not report.rows:
         click.echo("no weight files found")
     sys.exit(0 if report.ok else 1)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import emit_json, handle_errors, json_option
+from ._common import emit_json, handle_errors, json_option, stdout_console
 
 __all__ = ["trust"]
 
@@ -145,7 +145,6 @@ def trust_show(trust_path: Path, json_output: bool) -> None:
     if json_output:
         emit_json(store.to_dict())
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{trust_path} (version {store.version})")
@@ -156,7 +155,7 @@ def trust_show(trust_path: Path, json_output: bool) -> None:
         table.add_row(
             kid[:16], k.name, ", ".join(k.roles), k.public.algorithm, k.expires or "-", status
         )
-    console = Console()
+    console = stdout_console()
     console.print(table)
     thresholds = ", ".join(f"{r} {n}" for r, n in sorted(store.thresholds.items()))
     console.print(f"thresholds: {thresholds}")
