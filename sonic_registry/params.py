@@ -324,6 +324,7 @@ def check_params(
     *,
     audio: str | Path | AudioInfo | None = None,
     duration: float | str | None = None,
+    audio_hint: str = "audio=",
 ) -> Report:
     """Check ``params`` against ``release``'s signed ranges (and duration vs audio).
 
@@ -331,7 +332,8 @@ def check_params(
     be given either as a keyword or as ``params["duration"]``. With ``audio``
     but no duration, the measured length is reported (status ok) so the caller
     learns the value to use. A duration without audio cannot be checked and is
-    a usage error. Raises :class:`UsageError` for malformed input; range
+    a usage error whose hint names ``audio_hint``, how the caller passes the
+    audio (the CLI says ``--audio FILE``, not this function's keyword). Raises :class:`UsageError` for malformed input; range
     verdicts are in the returned :class:`Report`.
     """
     from .audio import AudioInfo, measure_audio
@@ -369,7 +371,9 @@ def check_params(
             problems.append(exc)
     elif requested is not None:
         problems.append(
-            UsageError(DURATION, "cannot check a duration without the audio file (give audio=)")
+            UsageError(
+                DURATION, f"cannot check a duration without the audio file (give {audio_hint})"
+            )
         )
     if len(problems) == 1:
         raise problems[0]

@@ -305,7 +305,7 @@ def test_bad_durations_are_usage_errors(tmp_path: Path, bad: object) -> None:
 
 
 def test_duration_without_audio_is_a_usage_error() -> None:
-    with pytest.raises(UsageError, match="without the audio"):
+    with pytest.raises(UsageError, match=r"without the audio file \(give audio=\)"):
         check_params(sonic_release(), {}, duration=3.0)
 
 
@@ -361,6 +361,8 @@ def test_cli_ok_and_json(make_bundle, official_key, tmp_path: Path) -> None:
         (["--duration", "-3", "--audio", "AUDIO"], "positive"),
         (["--duration", "3", "--audio", "EMPTY"], "empty file"),
         (["--duration", "3", "--audio", "TEXT"], "not a readable audio file"),
+        (["--duration", "3"], "without the audio file (give --audio FILE)"),
+        (["--set", "duration=3"], "without the audio file (give --audio FILE)"),
     ],
 )
 def test_cli_usage_errors_exit_2(

@@ -105,7 +105,9 @@ def check_params_command(
             allow_unsigned=allow_unsigned,
             record_serial=False,
         )
-    report = check_params(verified.release, params, audio=audio, duration=duration)
+    report = check_params(
+        verified.release, params, audio=audio, duration=duration, audio_hint="--audio FILE"
+    )
     code = 0 if report.ok else 1
     if json_output:
         emit_json({**report.to_dict(), "exit_code": code, "channel": verified.channel})
