@@ -462,6 +462,30 @@ def test_workflows_with_an_external_registry(
     assert code == 1 and "is unknown to the registry" in lines[0]
 
 
+def test_workflows_missing_files_name_their_workflow(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two workflows load files that are not there: each line says which workflow."""
+    (repo / "a.toml").write_text(PIPELINE.format(steps=25, unet="gone-a"))
+    (repo / "b.toml").write_text(PIPELINE.format(steps=25, unet="gone-b"))
+    code, lines = workflows_run(capsys)
+    assert code == 1
+    missing = [line for line in lines if "no such file" in line]
+    assert [line.split(": ")[:2] for line in missing] == [
+        ["a.toml", "models/gone-a/unet.safetensors"],
+        ["b.toml", "models/gone-b/unet.safetensors"],
+    ]
+    # and relative to --models-dir when the weights live elsewhere
+    (repo / "elsewhere").mkdir()
+    shutil.move(repo / "models", repo / "elsewhere" / "models")
+    code, lines = workflows_run(capsys, "--models-dir", "elsewhere", "a.toml")
+    assert code == 1
+    assert [line for line in lines if "no such file" in line] == [
+        "a.toml: elsewhere/models/gone-a/unet.safetensors: no such file "
+        "(loaded by node unet (component) file)"
+    ]
+
+
 def test_is_workflow_by_content() -> None:
     data = Path(__file__).parent / "data"
     assert hook.is_workflow(data / "workflows" / "smthemex-ComfyUI_Sonic" / "example.json")

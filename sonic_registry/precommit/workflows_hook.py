@@ -83,6 +83,22 @@ def lfs_aware_cache(cache_path: Path) -> StatCache:
     return LfsStatCache(cache_path)
 
 
+def _in_workflow(workflow: str, problem: object) -> str:
+    """One hook line that names the workflow it is about.
+
+    A problem about a weight file (``models/x.safetensors: no such file``)
+    names only that file; in a repository of several workflows the reader must
+    know which one loads it.
+
+    >>> _in_workflow("a.json", "models/x.safetensors: no such file")
+    'a.json: models/x.safetensors: no such file'
+    >>> _in_workflow("a.json", "a.json: releases must not be mixed")
+    'a.json: releases must not be mixed'
+    """
+    line = str(problem)
+    return line if line.startswith(f"{workflow}: ") else f"{workflow}: {line}"
+
+
 def workflows(
     files: Iterable[str],
     trust: Trust,
@@ -120,9 +136,9 @@ def workflows(
             try:
                 res = analyze_graph(load_graph(f), reg, models_dir, stat_cache=stat_cache)
             except SonicRegistryError as exc:
-                out += [str(p) for p in exc.problems]
+                out += [_in_workflow(f, p) for p in exc.problems]
                 continue
-            out += [str(p) for p in res.problems]
+            out += [_in_workflow(f, p) for p in res.problems]
             if res.problems or res.release is None:
                 continue
             # Only parameters the release signs ranges for are judged; the others
@@ -132,10 +148,10 @@ def workflows(
             try:
                 report = check_params(release, ranged)
             except SonicRegistryError as exc:
-                out += [f"{f}: {p}" for p in exc.problems]
+                out += [_in_workflow(f, p) for p in exc.problems]
                 continue
             except ExceptionGroup as group:
-                out += [f"{f}: {e}" for e in group.exceptions]
+                out += [_in_workflow(f, e) for e in group.exceptions]
                 continue
-            out += [f"{f}: {c.message}" for c in report.errors]
+            out += [_in_workflow(f, c.message) for c in report.errors]
     return out
