@@ -333,8 +333,9 @@ def check_params(
     but no duration, the measured length is reported (status ok) so the caller
     learns the value to use. A duration without audio cannot be checked and is
     a usage error whose hint names ``audio_hint``, how the caller passes the
-    audio (the CLI says ``--audio FILE``, not this function's keyword). Raises :class:`UsageError` for malformed input; range
-    verdicts are in the returned :class:`Report`.
+    audio (the CLI says ``--audio FILE``, not this function's keyword). Raises
+    :class:`UsageError` for malformed input; range verdicts are in the returned
+    :class:`Report`.
     """
     from .audio import AudioInfo, measure_audio
 
