@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -132,74 +133,85 @@ def build_weights(spec: ReleaseSpec) -> dict[str, dict[str, torch.Tensor]]:
     }
 
 
+def _param(
+    kind: str,
+    recommended: list[int] | list[float],
+    allowed: list[int] | list[float],
+    below: str,
+    above: str,
+) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "recommended": recommended,
+        "allowed": allowed,
+        "below": below,
+        "above": above,
+    }
+
+
 def release_toml(spec: ReleaseSpec, *, model: str = "sonic-reference") -> str:
-    """The maintainer-authored ``release.toml`` for one demo release."""
-    parts = [
-        "[release]",
-        f'model = "{model}"',
-        f'version = "{spec.version}"',
-        "serial = 1",
-        f'channel = "{spec.channel}"',
-        "",
-    ]
-    for role, name in FILES.items():
-        parts += [
-            f"[components.{role}]",
-            f'path = "{name}"',
-            'format = "safetensors"',
-            f'interface = "{INTERFACES[role]}"',
-            f"training_step = {spec.training_step}",
-            "",
-        ]
-    parts += [
-        "[config]",
-        f"bands = {BANDS}",
-        f"token_dim = {TOKEN_DIM}",
-        f"context_frames = {CONTEXT}",
-        f"encoder_latency_ms = {spec.latency_frames * 40.0}",
-        "",
-        "[data]",
-        "sample_rate = 16000",
-        "fps = 25",
-        "expand_ratio = 0.5",
-        "min_resolution = 128",
-        'training_data = "synthetic-reference-v1"',
-        "duration_tolerance = 0.04",
-        "",
-        "[params.inference_steps]",
-        'type = "int"',
-        "recommended = [20, 30]",
-        "allowed = [15, 100]",
-        'below = "below 20 steps the motion is under-developed (blurry, weak mouth)"',
-        'above = "above 30 steps costs time for no visible gain"',
-        "",
-        "[params.dynamic_scale]",
-        'type = "float"',
-        "recommended = [1.0, 1.2]",
-        "allowed = [0.5, 1.3]",
-        'below = "below 1.0 the mouth barely moves"',
-        'above = "above 1.2 the mouth motion is exaggerated"',
-        "",
-        "[params.motion_scale]",
-        'type = "float"',
-        "recommended = [1.0, 1.1]",
-        "allowed = [0.5, 1.2]",
-        'below = "below 1.0 the head looks frozen"',
-        'above = "above 1.1 the head motion jitters"',
-        "",
-        "[params.min_resolution]",
-        'type = "int"',
-        "recommended = [256, 1024]",
-        "allowed = [128, 2048]",
-        'below = "below 256 pixels the face loses detail"',
-        'above = "above 1024 pixels costs time for no visible gain"',
-        "",
-        "[runtime]",
-        f'reference_runtime = "{spec.runtime}"',
-        'torch = ">=2.1"',
-        "",
-    ]
-    return "\n".join(parts)
+    """The maintainer-authored ``release.toml`` for one demo release (written by tomli-w)."""
+    import tomli_w
+
+    components = {
+        role: {
+            "path": name,
+            "format": "safetensors",
+            "interface": INTERFACES[role],
+            "training_step": spec.training_step,
+        }
+        for role, name in FILES.items()
+    }
+    document: dict[str, Any] = {
+        "release": {"model": model, "version": spec.version, "serial": 1, "channel": spec.channel},
+        "components": components,
+        "config": {
+            "bands": BANDS,
+            "token_dim": TOKEN_DIM,
+            "context_frames": CONTEXT,
+            "encoder_latency_ms": spec.latency_frames * 40.0,
+        },
+        "data": {
+            "sample_rate": 16000,
+            "fps": 25,
+            "expand_ratio": 0.5,
+            "min_resolution": 128,
+            "training_data": "synthetic-reference-v1",
+            "duration_tolerance": 0.04,
+        },
+        "params": {
+            "inference_steps": _param(
+                "int",
+                [20, 30],
+                [15, 100],
+                "below 20 steps the motion is under-developed (blurry, weak mouth)",
+                "above 30 steps costs time for no visible gain",
+            ),
+            "dynamic_scale": _param(
+                "float",
+                [1.0, 1.2],
+                [0.5, 1.3],
+                "below 1.0 the mouth barely moves",
+                "above 1.2 the mouth motion is exaggerated",
+            ),
+            "motion_scale": _param(
+                "float",
+                [1.0, 1.1],
+                [0.5, 1.2],
+                "below 1.0 the head looks frozen",
+                "above 1.1 the head motion jitters",
+            ),
+            "min_resolution": _param(
+                "int",
+                [256, 1024],
+                [128, 2048],
+                "below 256 pixels the face loses detail",
+                "above 1024 pixels costs time for no visible gain",
+            ),
+        },
+        "runtime": {"reference_runtime": spec.runtime, "torch": ">=2.1"},
+    }
+    return tomli_w.dumps(document)
 
 
 def write_bundle(directory: str | Path, version: str) -> Path:

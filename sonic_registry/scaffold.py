@@ -7,7 +7,6 @@ draft is meant to be read and edited by the maintainer before signing.
 
 from __future__ import annotations
 
-import json
 import re
 import tomllib
 from collections.abc import Mapping
@@ -45,6 +44,8 @@ SONIC_DATA: Mapping[str, Any] = {
     "duration_tolerance": 0.04,
 }
 
+_HEADER = "# Drafted by `sonic-registry init`: check every value, then `sonic-registry sign`.\n\n"
+
 _FORMATS = {"safetensors": "safetensors", "pickle": "pickle", "torch-zip": "pickle", "onnx": "onnx"}
 
 
@@ -57,53 +58,37 @@ def guess_role(rel_path: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "_", stem).strip("_.-")[:64] or "component"
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # JSON string escapes are valid TOML basic strings
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def _table(name: str, values: Mapping[str, Any]) -> list[str]:
-    lines = [f"[{name}]"]
-    lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
-    return [*lines, ""]
-
-
 def render_release_toml(root: Path, *, model: str, version: str) -> str:
-    """The text of a draft ``release.toml`` for the weights under ``root``."""
+    """The text of a draft ``release.toml`` for the weights under ``root``.
+
+    Written by tomli-w, so any role name (``sonic.v2`` from ``sonic.v2.safetensors``)
+    comes out as a correctly quoted table name.
+    """
+    import tomli_w
+
     from .params import SONIC_PARAMS
 
-    components: dict[str, list[tuple[str, str]]] = {}
+    found: dict[str, list[tuple[str, str]]] = {}
     for rel in list_bundle_files(root):
         if rel == TOML_NAME or not is_weight_file(root / rel):
             continue
         fmt = _FORMATS.get(sniff(root / rel), "other")
-        components.setdefault(guess_role(rel), []).append((rel, fmt))
-    if not components:
+        found.setdefault(guess_role(rel), []).append((rel, fmt))
+    if not found:
         raise UsageError(str(root), "expected weight files (.safetensors, .pth, ...), found none")
-    lines = [
-        "# Drafted by `sonic-registry init`: check every value, then `sonic-registry sign`.",
-        "",
-        *_table(
-            "release", {"model": model, "version": version, "serial": 1, "channel": "official"}
-        ),
-    ]
-    for role, files in sorted(components.items()):
+    components: dict[str, dict[str, Any]] = {}
+    for role, files in sorted(found.items()):
         paths = [f for f, _ in files]
         spec: dict[str, Any] = {"path": paths[0]} if len(paths) == 1 else {"paths": paths}
-        spec |= {"format": files[0][1], "interface": f"{role}/v1"}
-        lines += _table(f"components.{role}", spec)
-    lines += _table("data", SONIC_DATA)
-    for name, spec in SONIC_PARAMS.items():
-        lines += _table(f"params.{name}", spec)
-    lines += _table("runtime", {"reference_runtime": f">={version}"})
-    return "\n".join(lines)
+        components[role] = spec | {"format": files[0][1], "interface": f"{role}/v1"}
+    document = {
+        "release": {"model": model, "version": version, "serial": 1, "channel": "official"},
+        "components": components,
+        "data": dict(SONIC_DATA),
+        "params": {name: dict(spec) for name, spec in SONIC_PARAMS.items()},
+        "runtime": {"reference_runtime": f">={version}"},
+    }
+    return _HEADER + tomli_w.dumps(document)
 
 
 def write_release_toml(root: str | Path, *, model: str = "sonic", version: str = "0.1.0") -> Path:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from sonic_registry.signing import PrivateKey
 
 SONIC_ROLES: Mapping[str, str] = {
@@ -60,7 +62,7 @@ def weight_bytes(seed: str, n_floats: int = 256) -> bytes:
     return bytes(out[: n_floats * 4])
 
 
-def release_toml(
+def release_document(
     *,
     model: str = "sonic",
     version: str = "1.3.0",
@@ -70,51 +72,44 @@ def release_toml(
     files: Mapping[str, str] = SONIC_ROLES,
     interface: str = "sonic/v2",
     runtime: str | None = None,
-    extra: str = "",
-) -> str:
-    lines = [
-        "[release]",
-        f'model = "{model}"',
-        f'version = "{version}"',
-        f"serial = {serial}",
-        f'channel = "{channel}"',
-        "",
-    ]
-    for role, name in files.items():
-        lines += [
-            f"[components.{role}]",
-            f'path = "{name}"',
-            'format = "safetensors"',
-            f'interface = "{interface}"',
-            f"training_step = {step}",
-            "",
-        ]
-    lines += [
-        "[config]",
-        "hidden = 64",
-        "",
-        "[data]",
-        "sample_rate = 16000",
-        "fps = 25",
-        "",
-        "[params.inference_steps]",
-        'type = "int"',
-        "recommended = [20, 30]",
-        "allowed = [15, 100]",
-        'below = "below 20 steps the video gets blurry"',
-        'above = "above 30 steps costs time for no gain"',
-        "",
-        "[params.dynamic_scale]",
-        'type = "float"',
-        "recommended = [1.0, 1.2]",
-        "allowed = [0.8, 1.3]",
-        'above = "above 1.2 expressions look exaggerated"',
-        "",
-        "[runtime]",
-        f'reference_runtime = "{runtime or _runtime_spec(version)}"',
-        "",
-    ]
-    return "\n".join(lines) + extra
+) -> dict[str, Any]:
+    """A Sonic-shaped ``release.toml`` as the dict ``tomllib`` would read from it."""
+    components = {
+        role: {
+            "path": name,
+            "format": "safetensors",
+            "interface": interface,
+            "training_step": step,
+        }
+        for role, name in files.items()
+    }
+    return {
+        "release": {"model": model, "version": version, "serial": serial, "channel": channel},
+        "components": components,
+        "config": {"hidden": 64},
+        "data": {"sample_rate": 16000, "fps": 25},
+        "params": {
+            "inference_steps": {
+                "type": "int",
+                "recommended": [20, 30],
+                "allowed": [15, 100],
+                "below": "below 20 steps the video gets blurry",
+                "above": "above 30 steps costs time for no gain",
+            },
+            "dynamic_scale": {
+                "type": "float",
+                "recommended": [1.0, 1.2],
+                "allowed": [0.8, 1.3],
+                "above": "above 1.2 expressions look exaggerated",
+            },
+        },
+        "runtime": {"reference_runtime": runtime or _runtime_spec(version)},
+    }
+
+
+def release_toml(*, extra: str = "", **fields: Any) -> str:
+    """:func:`release_document` written by tomli-w, then ``extra`` TOML text appended."""
+    return tomli_w.dumps(release_document(**fields)) + extra
 
 
 def _runtime_spec(version: str) -> str:

@@ -42,6 +42,29 @@ def model_dir(tmp_path: Path) -> Path:
     return root
 
 
+def test_init_on_dotted_file_names_writes_a_quoted_table_that_signs(tmp_path: Path) -> None:
+    """``sonic.v2.safetensors`` gives the role ``sonic.v2``: its table must be quoted."""
+    import tomllib
+
+    from sonic_registry.bundle import sign_bundle, verify_bundle
+    from sonic_registry.signing import generate_key
+
+    root = tmp_path / "dotted"
+    write_safetensors(root / "sonic.v2.safetensors", {"w": weight_bytes("dotted")})
+    write_safetensors(root / "audio2token.safetensors", {"w": weight_bytes("enc")})
+    r = run("init", root, "--version", "2.0.0", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    text = (root / "release.toml").read_text()
+    assert '[components."sonic.v2"]' in text
+    components = tomllib.loads(text)["components"]
+    assert components["sonic.v2"]["path"] == "sonic.v2.safetensors"
+    assert components["sonic.v2"]["format"] == "safetensors"
+    key = generate_key("ed25519")
+    sign_bundle(root, key)
+    verified = verify_bundle(root, public_keys=[key.public])
+    assert sorted(verified.release.components) == ["audio_encoder", "sonic.v2"]
+
+
 def test_full_session_keygen_init_sign_verify_tamper(tmp_path: Path, model_dir: Path) -> None:
     r = run("keygen", "release-key", "--no-passphrase", cwd=tmp_path)
     assert r.returncode == 0, r.stderr

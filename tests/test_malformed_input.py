@@ -159,6 +159,10 @@ def test_wrong_types_in_signed_statement(make_bundle, official_key, mutate, mess
 # --- release.toml ----------------------------------------------------------------
 
 
+#: How tomli-w writes ``params.inference_steps.recommended`` in :func:`helpers.release_toml`.
+_STEPS_RECOMMENDED = "recommended = [\n    20,\n    30,\n]"
+
+
 def _toml_error(tmp_path: Path, text: str) -> str:
     path = tmp_path / "release.toml"
     path.write_text(text)
@@ -197,22 +201,22 @@ def _toml_error(tmp_path: Path, text: str) -> str:
             "training_step: expected minimum 0, found -5",
         ),
         (
-            "recommended = [20, 30]",
+            _STEPS_RECOMMENDED,
             "recommended = [30, 20]",
             "params.inference_steps.recommended: expected [low, high] with low <= high",
         ),
         (
-            "recommended = [20, 30]",
+            _STEPS_RECOMMENDED,
             "recommended = [10, 30]",
             "params.inference_steps.recommended: expected a range inside allowed [15, 100]",
         ),
         (
-            "recommended = [20, 30]",
+            _STEPS_RECOMMENDED,
             'recommended = ["a", 30]',
             "params.inference_steps.recommended.0: expected number, found 'a'",
         ),
         (
-            "recommended = [20, 30]",
+            _STEPS_RECOMMENDED,
             "recommended = [nan, 30]",
             "params.inference_steps.recommended.0: expected number, found 'nan'",
         ),
