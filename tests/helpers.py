@@ -129,3 +129,10 @@ class Keys:
     @property
     def keyid(self) -> str:
         return self.private.keyid
+
+
+def replace_in_file(path: Path, old: str, new: str) -> None:
+    """Edit ``path`` in place; fails if ``old`` is not there once, so no edit is silently lost."""
+    text = path.read_text()
+    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {path}"
+    path.write_text(text.replace(old, new))

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import replace_in_file
 
 import sonic_registry.precommit as hook
 import sonic_registry.precommit.cache as hook_cache
@@ -109,7 +110,7 @@ def test_pickle_content_under_any_name_counts_as_unlisted_weight(
 
 def test_manifest_only_edit_is_refused(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     toml = repo / MODEL / "release.toml"
-    toml.write_text(toml.read_text().replace("recommended = [20, 30]", "recommended = [5, 30]"))
+    replace_in_file(toml, "recommended = [\n    20,\n", "recommended = [\n    5,\n")
     code, lines = verify(capsys)
     assert code == 1
     assert lines == [

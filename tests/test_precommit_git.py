@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import replace_in_file
 
 from sonic_registry.digest import hash_file
 from sonic_registry.lfs import format_pointer
@@ -171,7 +172,7 @@ def test_clean_commits_pass_and_every_refusal_names_the_file(repo: Repo) -> None
 
     # Only the manifest changes: no weight file is part of the commit.
     toml = v13 / "release.toml"
-    toml.write_text(toml.read_text().replace("allowed = [15, 100]", "allowed = [5, 100]"))
+    replace_in_file(toml, "allowed = [\n    15,\n", "allowed = [\n    5,\n")
     result = repo.commit("widen the range")
     assert result.returncode != 0
     assert "models/v13/release.toml: size: expected" in result.stdout + result.stderr
