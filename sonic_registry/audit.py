@@ -61,8 +61,10 @@ __all__ = [
     "find_output_verified",
     "generation_record",
     "head_path",
+    "output_digest",
     "read_records",
     "recover",
+    "runtime_versions",
     "sign_head",
     "verify_log",
 ]
@@ -368,8 +370,11 @@ def find_output_verified(
 def _made(records: Iterable[tuple[int, Record]], digest: str) -> list[tuple[int, Record]]:
     found = []
     for number, record in records:
-        out = record.fields.get("output")
-        if isinstance(out, Mapping) and out.get("sha256") == digest:
+        # ``output``: the one video of a record; ``outputs``: every file a
+        # ComfyUI prompt saved (the ComfyUI pack writes both).
+        many = record.fields.get("outputs")
+        outs = [record.fields.get("output"), *(many if isinstance(many, list) else ())]
+        if any(isinstance(o, Mapping) and o.get("sha256") == digest for o in outs):
             found.append((number, record))
     return found
 
@@ -749,7 +754,13 @@ def _file_digests(path: Path) -> tuple[str, str, int]:
     return sha.hexdigest(), md5.hexdigest(), size
 
 
-def _versions() -> dict[str, str | None]:
+def output_digest(path: str | Path) -> dict[str, Any]:
+    """``{path, sha256, md5, size}`` of a generated file, as records store it."""
+    sha, md5, size = _file_digests(Path(path))
+    return {"path": str(path), "sha256": sha, "md5": md5, "size": size}
+
+
+def runtime_versions() -> dict[str, str | None]:
     import platform
     from importlib import metadata
 
@@ -806,7 +817,7 @@ def generation_record(
             "channel": verified.channel,
         },
         "components": components,
-        "runtime": {**_versions(), **(runtime or {})},
+        "runtime": {**runtime_versions(), **(runtime or {})},
         "device": str(device),
         "params": dict(params),
         "duration": duration,
@@ -824,9 +835,5 @@ def generation_record(
         }
     else:
         record["audio"] = None
-    if output is not None:
-        sha, md5, size = _file_digests(Path(output))
-        record["output"] = {"path": str(output), "sha256": sha, "md5": md5, "size": size}
-    else:
-        record["output"] = None
+    record["output"] = output_digest(output) if output is not None else None
     return record

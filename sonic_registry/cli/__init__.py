@@ -27,6 +27,7 @@ _COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "audit": ("audit",),
     "registry": ("registry", "identify", "resolve", "doctor"),
     "convert": ("convert",),
+    "comfyui": ("comfyui",),
 }
 
 
