@@ -91,7 +91,8 @@ def _all_statements(source: ReleaseLookup) -> tuple[VerifiedStatement, ...]:
 
 def open_releases(config: PackConfig) -> ReleaseLookup:
     """The registry the config names, else an empty one (every file is then unknown)."""
-    from ..registry import MEMORY, Registry
+    from ..registry import Registry
+    from ..registry.core import MEMORY
     from ..trust import TrustStore
 
     if config.registry is not None and config.trust is not None:
