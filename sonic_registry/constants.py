@@ -10,7 +10,10 @@ from __future__ import annotations
 __all__ = [
     "ENVELOPE_NAME",
     "MAX_ENVELOPE_BYTES",
+    "MAX_SAFETENSORS_DIM",
+    "MAX_SAFETENSORS_DIMS",
     "MAX_SAFETENSORS_HEADER_BYTES",
+    "MAX_SAFETENSORS_TENSORS",
     "MAX_WORKFLOW_BYTES",
     "OMS_SIGNATURE_NAME",
     "RACY_SECONDS",
@@ -29,6 +32,12 @@ MAX_ENVELOPE_BYTES = 64 * 1024 * 1024
 #: Largest safetensors JSON header accepted: the format's own limit
 #: (``MAX_HEADER_SIZE`` in the safetensors library), used both to load and to sniff.
 MAX_SAFETENSORS_HEADER_BYTES = 100_000_000
+#: Most tensors in one safetensors file; the largest published checkpoints hold a few thousand.
+MAX_SAFETENSORS_TENSORS = 100_000
+#: Most dimensions of one tensor (numpy's own limit is 64; real weights use <= 5).
+MAX_SAFETENSORS_DIMS = 32
+#: Largest single dimension, even of an empty tensor (torch refuses shapes near 2^63).
+MAX_SAFETENSORS_DIM = 1 << 48
 #: Larger JSON/TOML files are not workflows (and are not read whole to find out).
 MAX_WORKFLOW_BYTES = 64 * 1024 * 1024
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +14,18 @@ from typing import BinaryIO
 
 from .errors import InvalidManifest, UnreadableInputError
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "read_bounded", "reading"]
+__all__ = [
+    "NotRegularFileError",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "open_regular",
+    "read_bounded",
+    "reading",
+]
+
+
+class NotRegularFileError(OSError):
+    """The path names a FIFO, device, socket or directory, not a file's bytes."""
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int = 0o644) -> None:
@@ -52,23 +65,63 @@ def atomic_write_text(path: str | Path, text: str, *, mode: int = 0o644) -> None
     atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
 
 
+def open_regular(path: str | Path, *, follow_symlinks: bool = True) -> tuple[int, os.stat_result]:
+    """Open ``path`` read-only without ever blocking, and only if it is a regular file.
+
+    ``open()`` on a FIFO with no writer waits forever; with ``O_NONBLOCK`` it
+    returns at once and ``fstat`` of the open descriptor (not of the name, which
+    could be swapped in between) says what it really is. The descriptor is put
+    back into blocking mode for the reads. Raises plain :class:`OSError`
+    (``ELOOP`` for a final symlink when not ``follow_symlinks``) and
+    :class:`NotRegularFileError`; callers turn those into their own one-line
+    errors.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    if not follow_symlinks:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else _kind(st.st_mode)
+            raise NotRegularFileError(errno.EINVAL, f"is {kind}, not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
 @contextmanager
 def reading(path: str | Path, *, kind: str = "file", missing: str = "") -> Iterator[BinaryIO]:
     """Open ``path`` for reading; every way that fails becomes one UsageError line.
 
     ``kind`` names what was expected ("log file", "signature file") and
-    ``missing`` replaces the default "no such file" message with a hint.
+    ``missing`` replaces the default "no such file" message with a hint. A
+    FIFO, device or directory is refused at once (never a hang).
     """
     p = Path(path)
     try:
-        fh = p.open("rb")
+        fd, _ = open_regular(p)
     except FileNotFoundError as exc:
         raise UnreadableInputError(str(p), missing or "no such file") from exc
+    except NotRegularFileError as exc:
+        raise UnreadableInputError(str(p), f"{exc.strerror}, expected a {kind}") from exc
     except IsADirectoryError as exc:
         raise UnreadableInputError(str(p), f"is a directory, expected a {kind}") from exc
     except OSError as exc:
         raise UnreadableInputError(str(p), f"cannot read: {exc.strerror}") from exc
-    with fh:
+    with os.fdopen(fd, "rb") as fh:
         yield fh
 
 

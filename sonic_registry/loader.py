@@ -12,29 +12,23 @@ ever unpickled.
 Peak memory is the size of the file (plus, on CUDA, the device copy). torch is
 imported lazily; without torch the tensors are numpy arrays.
 
-The safetensors header is parsed here, strictly, with
-:func:`sonic_registry.canonical.loads_strict`: known dtypes only, shapes of
-non-negative integers, offsets inside the data section, no two tensors
-overlapping, every byte of the data section used, and each tensor's byte size
-equal to ``numel * itemsize``.
+The safetensors header of the hashed bytes is parsed strictly by
+:mod:`sonic_registry.safetensors_header` (caps on tensors, dimensions and header
+bytes; known dtypes; no overlap, no gap), so a malformed signed file raises only
+this project's errors.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
-import math
 import os
-import stat as stat_mod
 import sys
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .canonical import loads_strict
-from .constants import MAX_SAFETENSORS_HEADER_BYTES
 from .digest import FileDigest
 from .errors import (
     DigestMismatchError,
@@ -44,6 +38,8 @@ from .errors import (
     UnsafePathError,
     UsageError,
 )
+from .fileio import NotRegularFileError, open_regular
+from .safetensors_header import DTYPES, MAX_HEADER_BYTES, TensorInfo, parse_header
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -63,29 +59,8 @@ __all__ = [
     "resolve_device",
 ]
 
-#: Largest safetensors JSON header accepted (the format's own limit).
-MAX_HEADER_BYTES = MAX_SAFETENSORS_HEADER_BYTES
 #: Bytes read per system call; the hash thread works one chunk behind the reader.
 READ_CHUNK = 8 << 20
-
-#: safetensors dtype -> (itemsize, torch dtype name, numpy dtype name or None)
-DTYPES: Mapping[str, tuple[int, str, str | None]] = {
-    "F64": (8, "float64", "<f8"),
-    "F32": (4, "float32", "<f4"),
-    "F16": (2, "float16", "<f2"),
-    "BF16": (2, "bfloat16", None),
-    "F8_E4M3": (1, "float8_e4m3fn", None),
-    "F8_E5M2": (1, "float8_e5m2", None),
-    "I64": (8, "int64", "<i8"),
-    "I32": (4, "int32", "<i4"),
-    "I16": (2, "int16", "<i2"),
-    "I8": (1, "int8", "i1"),
-    "U64": (8, "uint64", "<u8"),
-    "U32": (4, "uint32", "<u4"),
-    "U16": (2, "uint16", "<u2"),
-    "U8": (1, "uint8", "u1"),
-    "BOOL": (1, "bool", "?"),
-}
 
 
 class _Subject(Protocol):
@@ -109,127 +84,11 @@ class VerifiedFiles(Protocol):
     def subjects(self) -> Mapping[str, _Subject]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class TensorInfo:
-    """One entry of a safetensors header, already checked against the file size."""
-
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-    begin: int  # offset inside the data section
-    end: int
-
-    @property
-    def nbytes(self) -> int:
-        return self.end - self.begin
-
-
-# --- header parsing ----------------------------------------------------------
-
-
 def parse_safetensors_header(
     head: bytes | memoryview, file_size: int, *, where: str = ""
 ) -> tuple[int, dict[str, TensorInfo], dict[str, str]]:
-    """Parse and check the header at the start of a safetensors file.
-
-    ``head`` must hold at least the first ``8 + header_length`` bytes. Returns
-    ``(data_start, tensors, metadata)``. Every inconsistency is an
-    :class:`InvalidManifest` naming the tensor and what was expected.
-    """
-    if file_size < 8 or len(head) < 8:
-        raise InvalidManifest("", "not a safetensors file: shorter than 8 bytes", path=where)
-    header_len = int.from_bytes(bytes(head[:8]), "little")
-    if header_len > MAX_HEADER_BYTES or 8 + header_len > file_size:
-        raise InvalidManifest(
-            "header",
-            f"expected a header length <= {min(MAX_HEADER_BYTES, file_size - 8)}, "
-            f"found {header_len}",
-            path=where,
-        )
-    if len(head) < 8 + header_len:
-        raise InvalidManifest("header", "truncated header", path=where)
-    raw = bytes(head[8 : 8 + header_len])
-    if not raw.startswith(b"{"):
-        raise InvalidManifest("header", "expected a JSON object", path=where)
-    doc = loads_strict(raw.rstrip(b" "), where=where)
-    if not isinstance(doc, dict):
-        raise InvalidManifest("header", "expected a JSON object", path=where)
-    data_start = 8 + header_len
-    data_size = file_size - data_start
-    metadata: dict[str, str] = {}
-    tensors: dict[str, TensorInfo] = {}
-    for name, spec in doc.items():
-        if name == "__metadata__":
-            if not isinstance(spec, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in spec.items()
-            ):
-                raise InvalidManifest(
-                    "__metadata__", "expected an object of string values", path=where
-                )
-            metadata = dict(spec)
-            continue
-        tensors[name] = _tensor_info(name, spec, data_size, where)
-    # No two tensors may share bytes, and no byte of the data section may be
-    # unaccounted for (hidden payloads would otherwise ride along unseen).
-    pos = 0
-    for info in sorted(tensors.values(), key=lambda t: (t.begin, t.end)):
-        if info.begin != pos:
-            problem = "overlaps the previous tensor" if info.begin < pos else "leaves a gap"
-            raise InvalidManifest(
-                f"{info.name}.data_offsets",
-                f"{problem}: expected begin {pos}, found {info.begin}",
-                path=where,
-            )
-        pos = info.end
-    if pos != data_size:
-        raise InvalidManifest(
-            "data_offsets",
-            f"expected tensors to cover the {data_size} data bytes, found {pos}",
-            path=where,
-        )
-    return data_start, tensors, metadata
-
-
-def _tensor_info(name: str, spec: Any, data_size: int, where: str) -> TensorInfo:
-    if not isinstance(spec, dict) or set(spec) != {"dtype", "shape", "data_offsets"}:
-        raise InvalidManifest(
-            name, "expected an object with exactly dtype, shape, data_offsets", path=where
-        )
-    dtype = spec["dtype"]
-    if dtype not in DTYPES:
-        raise InvalidManifest(
-            f"{name}.dtype", f"expected one of {', '.join(DTYPES)}, found {dtype!r}", path=where
-        )
-    shape = spec["shape"]
-    if not isinstance(shape, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-    ):
-        raise InvalidManifest(
-            f"{name}.shape",
-            f"expected a list of non-negative integers, found {shape!r}",
-            path=where,
-        )
-    offsets = spec["data_offsets"]
-    if (
-        not isinstance(offsets, list)
-        or len(offsets) != 2
-        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
-        or not 0 <= offsets[0] <= offsets[1] <= data_size
-    ):
-        raise InvalidManifest(
-            f"{name}.data_offsets",
-            f"expected [begin, end] with 0 <= begin <= end <= {data_size}, found {offsets!r}",
-            path=where,
-        )
-    itemsize = DTYPES[dtype][0]
-    expected = math.prod(shape) * itemsize
-    if offsets[1] - offsets[0] != expected:
-        raise InvalidManifest(
-            f"{name}.data_offsets",
-            f"expected {expected} bytes for {dtype}{shape}, found {offsets[1] - offsets[0]}",
-            path=where,
-        )
-    return TensorInfo(name, dtype, tuple(shape), offsets[0], offsets[1])
+    """Kept for callers of the loader: :func:`sonic_registry.safetensors_header.parse_header`."""
+    return parse_header(head, file_size, where=where)
 
 
 # --- reading: one pass, hashed while it lands -----------------------------------
@@ -266,22 +125,16 @@ def resolve_device(device: str) -> str:
 
 def _open_regular(path: Path) -> tuple[int, os.stat_result]:
     """Open without following a final symlink or blocking on a FIFO; refuse non-files."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        fd = os.open(path, flags)
+        return open_regular(path, follow_symlinks=False)
     except FileNotFoundError as exc:
         raise DigestMismatchError(str(path), "expected a signed file, found none") from exc
+    except NotRegularFileError as exc:
+        raise UnsafePathError(str(path), f"{exc.strerror}, expected a regular file") from exc
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # O_NOFOLLOW: the final component is a symlink
             raise UnsafePathError(str(path), "expected a regular file, found a symlink") from exc
         raise UnreadableInputError(str(path), f"cannot read: {exc.strerror}") from exc
-    st = os.fstat(fd)
-    if not stat_mod.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise UnsafePathError(str(path), "expected a regular file")
-    if hasattr(os, "set_blocking"):
-        os.set_blocking(fd, True)
-    return fd, st
 
 
 def _read_and_hash(fd: int, target: memoryview, where: str) -> str:
