@@ -83,8 +83,7 @@ def open_regular(path: str | Path, *, follow_symlinks: bool = True) -> tuple[int
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            kind = "a directory" if stat.S_ISDIR(st.st_mode) else _kind(st.st_mode)
-            raise NotRegularFileError(errno.EINVAL, f"is {kind}, not a regular file")
+            raise NotRegularFileError(errno.EINVAL, f"is {_kind(st.st_mode)}")
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
@@ -93,13 +92,15 @@ def open_regular(path: str | Path, *, follow_symlinks: bool = True) -> tuple[int
 
 
 def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
     if stat.S_ISFIFO(mode):
         return "a FIFO"
     if stat.S_ISSOCK(mode):
         return "a socket"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return "a device"
-    return "not a regular file"
+    return "a special file"
 
 
 @contextmanager
