@@ -27,6 +27,7 @@ from .errors import (
     ThresholdNotMetError,
     UnreadableInputError,
     UnsignedReleaseError,
+    UsageError,
     VerificationError,
 )
 from .fileio import atomic_write_bytes
@@ -36,6 +37,9 @@ from .signing import PublicKey, Signature, public_key_from_pem
 
 if TYPE_CHECKING:  # pragma: no cover
     from .bundle import VerifiedStatement
+
+#: The shortest keyid prefix that names a key (16 bits: a typo rarely matches).
+MIN_KEYID_PREFIX = 4
 
 __all__ = [
     "ROLES",
@@ -224,14 +228,43 @@ class TrustStore:
     # -- queries ---------------------------------------------------------------
 
     def find_key(self, keyid: str) -> TrustedKey | None:
-        """Look a key up by full keyid, or by a unique prefix of at least 8 hex digits."""
-        if keyid in self.keys:
-            return self.keys[keyid]
-        if len(keyid) >= 8:
-            hits = [k for kid, k in self.keys.items() if kid.startswith(keyid)]
-            if len(hits) == 1:
-                return hits[0]
-        return None
+        """The trusted key ``keyid`` names (full keyid or unique prefix), else None."""
+        try:
+            return self.keys.get(self.match_keyid(keyid))
+        except UsageError:
+            return None
+
+    def match_keyid(self, text: str, *, where: str = "keyid") -> str:
+        """The full keyid ``text`` names, or a :class:`UsageError` saying why it names none.
+
+        A trusted key's full keyid or a unique prefix of at least
+        ``MIN_KEYID_PREFIX`` hex digits names that key; any other full 64-hex
+        keyid names itself (a key may be revoked before it was ever trusted).
+        """
+        t = text.strip().lower()
+        if not t or any(c not in "0123456789abcdef" for c in t):
+            raise UsageError(where, f"expected hex digits of a keyid, found {text!r}")
+        if t in self.keys or len(t) == 64:
+            return t
+        if len(t) < MIN_KEYID_PREFIX:
+            raise UsageError(
+                where,
+                f"prefix {text!r} is too short: give at least {MIN_KEYID_PREFIX} hex digits",
+            )
+        hits = sorted(kid for kid in self.keys if kid.startswith(t))
+        if len(hits) > 1:
+            raise UsageError(
+                where,
+                f"prefix {text!r} is ambiguous: it matches {', '.join(h[:16] for h in hits)}; "
+                "give more digits",
+            )
+        if not hits:
+            raise UsageError(
+                where,
+                f"no trusted key starts with {text!r} "
+                "(a key that was never added needs its full 64-hex keyid)",
+            )
+        return hits[0]
 
     def check_rollback(self, model: str, version: str, serial: int, *, where: str = "") -> None:
         # Prevent rollback: a serial lower than one already verified for this

@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import Keys
 
+from sonic_registry.signing import PublicKey, generate_key
+from sonic_registry.trust import TrustStore
+
 EXE = str(Path(sys.executable).with_name("sonic-registry"))
 
 
@@ -102,3 +105,97 @@ def test_version(tmp_path: Path) -> None:
     r = run("--version", cwd=tmp_path)
     assert r.returncode == 0
     assert r.stdout.strip() == f"sonic-registry, version {version('sonic-registry')}"
+
+
+# -- the trust store ------------------------------------------------------------------------
+
+
+def _store(tmp_path: Path) -> dict[str, object]:
+    doc: dict[str, object] = json.loads((tmp_path / "trust.json").read_text())
+    return doc
+
+
+def test_add_key_again_with_another_role_adds_the_role(
+    tmp_path: Path, make_key: Callable[..., Keys]
+) -> None:
+    k = make_key("release")
+    assert run("trust", "init", cwd=tmp_path).returncode == 0
+    assert run("trust", "add-key", k.pub_path, "--role", "official", cwd=tmp_path).returncode == 0
+    again = run("trust", "add-key", k.pub_path, "--role", "community", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == (
+        f"trusted {k.keyid[:16]} (release) for community, official (added community)"
+    )
+    assert TrustStore.load(tmp_path / "trust.json").keys[k.keyid].roles == (
+        "community",
+        "official",
+    )
+    same = run("trust", "add-key", k.pub_path, "--role", "official", "--json", cwd=tmp_path)
+    doc = json.loads(same.stdout)
+    assert doc["roles"] == ["community", "official"] and doc["added_roles"] == []
+
+
+def test_past_expiry_is_refused(tmp_path: Path, make_key: Callable[..., Keys]) -> None:
+    k = make_key("release")
+    run("trust", "init", cwd=tmp_path)
+    r = run("trust", "add-key", k.pub_path, "--expires", "2020-01-01T00:00:00Z", cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.startswith(
+        "error: --expires: expected a future time, found 2020-01-01T00:00:00Z, already past"
+    )
+    assert _store(tmp_path)["keys"] == {}  # nothing written
+    future = run("trust", "add-key", k.pub_path, "--expires", "2099-01-01T00:00:00Z", cwd=tmp_path)
+    assert future.returncode == 0, future.stderr
+
+
+def _two_keys_sharing_four_digits() -> tuple[PublicKey, PublicKey]:
+    """Generate keys until two keyids share their first 4 hex digits (~300 keys)."""
+    seen: dict[str, PublicKey] = {}
+    while True:
+        pub = generate_key("ed25519").public
+        other = seen.setdefault(pub.keyid[:4], pub)
+        if other is not pub:
+            return other, pub
+
+
+def test_revoke_takes_any_unique_prefix_of_four_and_says_why_not(
+    tmp_path: Path, make_key: Callable[..., Keys]
+) -> None:
+    a, b = _two_keys_sharing_four_digits()
+    k = make_key("release").private.public
+    TrustStore().with_key(a, ["official"]).with_key(b, ["official"]).with_key(k, ["official"]).save(
+        tmp_path / "trust.json"
+    )
+    shared = a.keyid[:4]
+
+    short = run("trust", "revoke", k.keyid[:3], cwd=tmp_path)
+    assert short.returncode == 2
+    assert short.stderr.strip() == (
+        f"error: keyid: prefix '{k.keyid[:3]}' is too short: give at least 4 hex digits"
+    )
+    amb = run("trust", "revoke", shared, cwd=tmp_path)
+    assert amb.returncode == 2
+    first, second = sorted([a.keyid, b.keyid])
+    assert amb.stderr.strip() == (
+        f"error: keyid: prefix '{shared}' is ambiguous: it matches {first[:16]}, "
+        f"{second[:16]}; give more digits"
+    )
+    bad = run("trust", "revoke", "xyz12", cwd=tmp_path)
+    assert bad.returncode == 2 and "expected hex digits of a keyid, found 'xyz12'" in bad.stderr
+    ids = [a.keyid, b.keyid, k.keyid]
+    unknown = next(
+        p for p in (f"{n:04x}" for n in range(1 << 16)) if not any(i.startswith(p) for i in ids)
+    )
+    none = run("trust", "revoke", unknown, cwd=tmp_path)
+    assert none.returncode == 2 and f"no trusted key starts with '{unknown}'" in none.stderr
+    assert TrustStore.load(tmp_path / "trust.json").revoked == frozenset()  # nothing written
+
+    # 4 digits of a key no other shares them with (upper case is fine): revoked.
+    four = k.keyid[:4] if k.keyid[:4] != shared else k.keyid[:5]
+    ok = run("trust", "revoke", four.upper(), cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == f"revoked {k.keyid}"
+    # a longer prefix settles the ambiguity
+    longer = run("trust", "revoke", a.keyid[:20], "--json", cwd=tmp_path)
+    assert json.loads(longer.stdout)["revoked"] == a.keyid
+    assert TrustStore.load(tmp_path / "trust.json").revoked == {k.keyid, a.keyid}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -70,22 +71,47 @@ def trust_add_key(
     """Trust PUBLIC_KEY for the given role(s)."""
     from filelock import FileLock
 
-    from ..manifest import parse_time
+    from ..errors import UsageError
+    from ..manifest import format_time, parse_time
     from ..signing import load_public_key
     from ..trust import TrustStore
 
     if expires:
-        parse_time(expires, field="--expires")
+        when = parse_time(expires, field="--expires")
+        if when <= datetime.now(UTC):
+            raise UsageError(
+                "--expires",
+                f"expected a future time, found {expires}, already past "
+                f"(it is now {format_time(datetime.now(UTC))})",
+            )
     key = load_public_key(public_key)
     with FileLock(str(trust_path) + ".lock"):
         store = TrustStore.load(trust_path)
-        written = store.with_key(key, roles, name=name or public_key.stem, expires=expires).save()
+        # Adding a key again adds its roles: a second --role never silently
+        # drops the first (remove a role by editing trust.json and reviewing it).
+        before = store.keys.get(key.keyid)
+        had = before.roles if before is not None else ()
+        merged = tuple(sorted({*had, *roles}))
+        label = name or (before.name if before is not None else "") or public_key.stem
+        written = store.with_key(
+            key, merged, name=label, expires=expires or (before.expires if before else None)
+        ).save()
     if json_output:
         emit_json(
-            {"ok": True, "keyid": key.keyid, "roles": list(roles), "version": written.version}
+            {
+                "ok": True,
+                "keyid": key.keyid,
+                "roles": list(merged),
+                "added_roles": sorted(set(merged) - set(had)),
+                "version": written.version,
+            }
         )
+    elif before is None:
+        click.echo(f"trusted {key.keyid[:16]} ({label}) for {', '.join(merged)}")
     else:
-        click.echo(f"trusted {key.keyid[:16]} ({name or public_key.stem}) for {', '.join(roles)}")
+        added = sorted(set(merged) - set(had))
+        change = f"added {', '.join(added)}" if added else "no new role"
+        click.echo(f"trusted {key.keyid[:16]} ({label}) for {', '.join(merged)} ({change})")
 
 
 @trust.command("revoke")
@@ -94,18 +120,14 @@ def trust_add_key(
 @json_option
 @handle_errors
 def trust_revoke(keyid: str, trust_path: Path, json_output: bool) -> None:
-    """Revoke KEYID (full or unique prefix): its signatures never count again."""
+    """Revoke KEYID (full, or a unique prefix of 4+ hex digits): its signatures never count."""
     from filelock import FileLock
 
-    from ..errors import UsageError
     from ..trust import TrustStore
 
     with FileLock(str(trust_path) + ".lock"):
         store = TrustStore.load(trust_path)
-        found = store.find_key(keyid)
-        full = found.keyid if found else keyid
-        if found is None and len(keyid) != 64:
-            raise UsageError("keyid", f"expected a known keyid or a 64-hex keyid, found {keyid!r}")
+        full = store.match_keyid(keyid)
         written = store.with_revoked(full).save()
     if json_output:
         emit_json({"ok": True, "revoked": full, "version": written.version})
