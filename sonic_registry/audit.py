@@ -14,7 +14,8 @@ a valid shorter chain; that is caught only by a signed head
 written on every append when :class:`AuditLog` holds a key, or by
 :func:`sign_head`.
 
-Writers take ``filelock.FileLock(<log>.lock)``, then write each line with one
+Writers take the log's lock (:mod:`.locks`: under ``.git/`` in a work tree, else
+``<log>.lock``), then write each line with one
 ``os.write`` on an ``O_APPEND`` descriptor and ``fsync``: several processes can
 append safely. A crash mid-write can still leave a torn last line (no trailing
 newline); writers then refuse to append until :func:`recover` moves the torn
@@ -35,12 +36,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from filelock import FileLock, Timeout
+from filelock import Timeout
 
 from . import __version__
 from .canonical import canonical_bytes, loads_strict
 from .errors import InvalidManifest, UnreadableInputError, UsageError
 from .fileio import atomic_write_bytes, read_bounded, reading
+from .locks import file_lock
 from .manifest import Release, format_time
 
 if TYPE_CHECKING:
@@ -90,21 +92,21 @@ def head_path(log: str | Path) -> Path:
 
 @contextlib.contextmanager
 def _locked(log: Path, timeout: float, *, optional: bool = False) -> Iterator[None]:
-    """Hold the writers' lock ``<log>.lock``; its problems become one-line errors.
+    """Hold the writers' lock (:func:`.locks.lock_path`); problems become one-line errors.
 
     ``optional``: for readers of a read-only copy (an auditor's), where no lock
     file can be created and no writer can be appending either.
     """
-    lock = FileLock(f"{log}.lock", timeout=timeout)
+    lock = file_lock(log, timeout=timeout)
     try:
         lock.acquire()
     except Timeout as exc:  # before OSError: Timeout is a TimeoutError
         raise UnreadableInputError(
-            f"{log}.lock", f"could not lock the log within {timeout} s"
+            lock.lock_file, f"could not lock the log within {timeout} s"
         ) from exc
     except OSError as exc:
         if not optional:
-            raise UnreadableInputError(f"{log}.lock", f"cannot lock: {exc.strerror}") from exc
+            raise UnreadableInputError(lock.lock_file, f"cannot lock: {exc.strerror}") from exc
         yield
         return
     try:

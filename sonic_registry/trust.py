@@ -281,9 +281,9 @@ class TrustStore:
         """Persist the highest serial seen, re-reading under a lock so no writer is lost."""
         if self.path is None:
             return
-        from filelock import FileLock
+        from .locks import file_lock
 
-        with FileLock(str(self.path) + ".lock"):
+        with file_lock(self.path):
             current = TrustStore.load(self.path)
             current.check_rollback(model, version, serial, where=where)
             if current.serials.get(release_key(model, version), 0) < serial:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..locks import file_lock
 from ._common import emit_json, handle_errors, json_option, stdout_console
 
 __all__ = ["trust"]
@@ -69,8 +70,6 @@ def trust_add_key(
     json_output: bool,
 ) -> None:
     """Trust PUBLIC_KEY for the given role(s)."""
-    from filelock import FileLock
-
     from ..errors import UsageError
     from ..manifest import format_time, parse_time
     from ..signing import load_public_key
@@ -85,7 +84,7 @@ def trust_add_key(
                 f"(it is now {format_time(datetime.now(UTC))})",
             )
     key = load_public_key(public_key)
-    with FileLock(str(trust_path) + ".lock"):
+    with file_lock(trust_path):
         store = TrustStore.load(trust_path)
         # Adding a key again adds its roles: a second --role never silently
         # drops the first (remove a role by editing trust.json and reviewing it).
@@ -121,11 +120,9 @@ def trust_add_key(
 @handle_errors
 def trust_revoke(keyid: str, trust_path: Path, json_output: bool) -> None:
     """Revoke KEYID (full, or a unique prefix of 4+ hex digits): its signatures never count."""
-    from filelock import FileLock
-
     from ..trust import TrustStore
 
-    with FileLock(str(trust_path) + ".lock"):
+    with file_lock(trust_path):
         store = TrustStore.load(trust_path)
         full = store.match_keyid(keyid)
         written = store.with_revoked(full).save()
@@ -143,11 +140,9 @@ def trust_revoke(keyid: str, trust_path: Path, json_output: bool) -> None:
 @handle_errors
 def trust_threshold(role: str, count: int, trust_path: Path, json_output: bool) -> None:
     """Require COUNT distinct ROLE keys to sign a ROLE release."""
-    from filelock import FileLock
-
     from ..trust import TrustStore
 
-    with FileLock(str(trust_path) + ".lock"):
+    with file_lock(trust_path):
         written = TrustStore.load(trust_path).with_threshold(role, count).save()
     if json_output:
         emit_json({"ok": True, "role": role, "threshold": count, "version": written.version})

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..constants import ENVELOPE_NAME, TOML_NAME
+from ..locks import nearest_git_dir
 
 __all__ = [
     "ENVELOPE_NAME",
@@ -33,17 +34,7 @@ def git_dir(start: Path | None = None) -> Path | None:
     env = os.environ.get("GIT_DIR")
     if env:
         return Path(env).resolve()
-    here = (start or Path.cwd()).resolve()
-    for d in (here, *here.parents):
-        dot = d / ".git"
-        if dot.is_dir():
-            return dot
-        if dot.is_file():
-            text = dot.read_text("utf-8", "replace").strip()
-            if text.startswith("gitdir:"):
-                target = Path(text[len("gitdir:") :].strip())
-                return (d / target).resolve() if not target.is_absolute() else target
-    return None
+    return nearest_git_dir(start or Path.cwd())
 
 
 def default_cache_dir() -> Path:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INDEX_NAME",
     "LISTING_NAME",
-    "LOCK_NAME",
+    "LOCK_TARGET",
     "RELEASES_DIR",
     "connect",
     "envelope_rel",
@@ -33,7 +33,9 @@ __all__ = [
 RELEASES_DIR = "releases"
 INDEX_NAME = "index.sqlite"
 LISTING_NAME = "releases.json"
-LOCK_NAME = ".registry.lock"
+#: What writers lock (never a file itself): the lock is ``.registry.lock`` in the
+#: registry outside git, under ``.git/`` inside a work tree (see :mod:`..locks`).
+LOCK_TARGET = ".registry"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS releases (

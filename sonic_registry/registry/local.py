@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import RollbackError, UnreadableInputError, UsageError, VerificationError
 from ..fileio import atomic_write_bytes, read_bounded
+from ..locks import file_lock
 from . import index as ix
 from .fetch import MAX_DOWNLOAD_BYTES
 
@@ -107,12 +108,10 @@ class LocalSource:
 
     def add(self, data: bytes, where: str, statement: VerifiedStatement) -> tuple[Path, bool]:
         """Store a verified envelope; (its path, False when this manifest was already stored)."""
-        from filelock import FileLock
-
         r = statement.release
         rel = ix.envelope_rel(r.model, r.version, r.serial)
         self.root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.root / ix.LOCK_NAME), timeout=120):
+        with file_lock(self.root / ix.LOCK_TARGET, timeout=120):
             found = self.rows(
                 "SELECT serial, manifest_digest FROM releases WHERE model = ? AND version = ?",
                 (r.model, r.version),
@@ -156,10 +155,8 @@ class LocalSource:
 
     def rebuild(self) -> int:
         """Recreate ``index.sqlite`` and ``releases.json`` from the envelopes alone."""
-        from filelock import FileLock
-
         self.root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.root / ix.LOCK_NAME), timeout=120):
+        with file_lock(self.root / ix.LOCK_TARGET, timeout=120):
             return self._rebuild_unlocked()
 
     def _newest_verified(self) -> dict[tuple[str, str], tuple[VerifiedStatement, str, str]]:
