@@ -143,6 +143,8 @@ PROGRESS_MIN_BYTES = 256 << 20
 
 def tree_bytes(root: Path) -> int:
     """Bytes of the regular files under ``root`` (links not followed): a progress total."""
+    if root.is_file():
+        return root.stat().st_size  # a single-file model (verify --oms)
     total = 0
     for dirpath, _dirs, files in os.walk(root):
         for name in files:

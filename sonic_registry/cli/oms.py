@@ -21,7 +21,7 @@ def _is_encrypted(key_path: Path) -> bool:
 
 
 @click.command("export-oms")
-@click.argument("model_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("model_dir", type=click.Path(path_type=Path))
 @signing_key_option
 @passphrase_options
 @click.option(
@@ -105,37 +105,61 @@ def run_verify_oms(
     public_keys: tuple[Path, ...],
     trust_path: Path | None = None,
     *,
+    certificate_chain: tuple[Path, ...] = (),
+    ignore_paths: tuple[Path, ...] = (),
     json_output: bool,
 ) -> None:
-    """``verify MODEL_DIR --oms SIG (--public-key PEM | --trust trust.json)``."""
+    """``verify MODEL --oms SIG (--public-key PEM | --trust JSON | --certificate-chain CA)``."""
     from ..errors import UsageError
     from ..interop.oms import verify_oms
     from ..trust import TrustStore
 
-    if (len(public_keys), trust_path is not None) not in ((1, False), (0, True)):
+    given = len(public_keys) + (trust_path is not None) + bool(certificate_chain)
+    if given != 1 or len(public_keys) > 1:
         raise UsageError(
             "--public-key",
-            "--oms needs exactly one --public-key (the ECDSA key that signed) or a --trust "
-            f"store, found {len(public_keys)} key(s)"
-            + (" and a trust store" if trust_path is not None else ""),
+            "--oms needs exactly one of: one --public-key (the ECDSA key that signed), a --trust "
+            f"store, or --certificate-chain ROOTS.pem; found {len(public_keys)} key(s)"
+            + (", a trust store" if trust_path is not None else "")
+            + (", certificate roots" if certificate_chain else ""),
         )
-
-    key = TrustStore.load(trust_path) if trust_path is not None else public_keys[0]
+    key = (
+        TrustStore.load(trust_path)
+        if trust_path is not None
+        else public_keys[0]
+        if public_keys
+        else None
+    )
     with progress_bar(lambda: tree_bytes(model_dir), "verifying") as progress:
-        result = verify_oms(model_dir, oms, key, progress=progress)
+        result = verify_oms(
+            model_dir,
+            oms,
+            key,
+            certificate_chain=certificate_chain,
+            ignore_paths=ignore_paths,
+            progress=progress,
+        )
     if json_output:
         emit_json(result.to_dict())
         return
     size = f", shard size {result.shard_size}" if result.shard_size is not None else ""
+    legacy = ", model_signing 0.2 format" if result.legacy_format else ""
     click.echo(
-        f"verified OMS signature {result.signature} for {result.model_name!r} "
-        f"({result.method} serialization{size}): {len(result.files)} files, "
+        f"verified OMS signature {result.signature} for {result.model_name or model_dir.name!r} "
+        f"({result.method} serialization{size}{legacy}): {len(result.files)} files, "
         f"{result.resources} digests"
     )
     channel = f" ({result.channel})" if result.channel else ""
-    click.echo(f"  signed by: {result.signer}{channel}")
+    kind = " (certificate)" if result.certificate_subject else ""
+    click.echo(f"  signed by: {result.signer}{kind}{channel}")
     click.echo(f"  root sha256 {result.root_digest}")
     for name in result.files:
-        click.echo(f"  covers: {name}")
+        click.echo(
+            f"  covers: {model_dir.name} (a single-file model)"
+            if name == "."
+            else f"  covers: {name}"
+        )
     for name in result.ignored:
-        click.echo(f"  not covered (ignored by the signature): {name}")
+        click.echo(f"  not covered (ignored): {name}")
+    for line in result.warnings:
+        click.echo(f"warning: {line}", err=True)

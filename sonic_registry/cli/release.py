@@ -122,7 +122,7 @@ def sign(
 
 
 @click.command()
-@click.argument("model_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("model_dir", type=click.Path(path_type=Path))
 @trust_options
 @click.option(
     "--allow-unsigned",
@@ -144,7 +144,23 @@ def sign(
 @click.option(
     "--oms",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Verify this OpenSSF model_signing signature instead (one --public-key or --trust).",
+    help="Verify this OpenSSF model_signing signature instead (MODEL_DIR may then be one file).",
+)
+@click.option(
+    "--certificate-chain",
+    "certificate_chain",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PEM",
+    help="With --oms: root certificate(s) a certificate signature must chain to (repeatable).",
+)
+@click.option(
+    "--ignore-paths",
+    "ignore_paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    metavar="PATH",
+    help="With --oms: leave PATH (inside the model) out, as model_signing does; never a weight.",
 )
 @json_option
 @handle_errors
@@ -156,6 +172,8 @@ def verify(
     no_record: bool,
     digest: str,
     oms: Path | None,
+    certificate_chain: tuple[Path, ...],
+    ignore_paths: tuple[Path, ...],
     json_output: bool,
 ) -> None:
     """Verify MODEL_DIR against its signed release.dsse.json and the keys you trust.
@@ -166,7 +184,20 @@ def verify(
     if oms is not None:
         from .oms import run_verify_oms
 
-        return run_verify_oms(model_dir, oms, public_keys, trust_path, json_output=json_output)
+        return run_verify_oms(
+            model_dir,
+            oms,
+            public_keys,
+            trust_path,
+            certificate_chain=certificate_chain,
+            ignore_paths=ignore_paths,
+            json_output=json_output,
+        )
+    if certificate_chain or ignore_paths:
+        from ..errors import UsageError
+
+        flag = "--certificate-chain" if certificate_chain else "--ignore-paths"
+        raise UsageError(flag, "applies to OpenSSF model_signing signatures only: add --oms SIG")
     from ..bundle import verify_bundle
     from ..trust import channel_label
 

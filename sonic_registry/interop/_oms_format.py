@@ -37,6 +37,8 @@ __all__ = [
     "BUNDLE_MEDIA_TYPE",
     "GIT_PATHS",
     "PREDICATE_TYPE",
+    "PREDICATE_TYPE_V01",
+    "SINGLE_FILE",
     "OmsBundle",
     "OmsStatement",
     "Resource",
@@ -53,11 +55,16 @@ BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://model_signing/signature/v1.0"
-_PREDICATE_TYPE_V01 = "https://model_signing/Digests/v0.1"
+#: model_signing 0.2's statement: one subject per file, no serialization block.
+PREDICATE_TYPE_V01 = "https://model_signing/Digests/v0.1"
+#: The resource name model_signing gives a model that is a single file.
+SINGLE_FILE = "."
 #: model_signing always leaves these out of a model (unless told otherwise).
 GIT_PATHS = (".git", ".gitattributes", ".github", ".gitignore")
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+#: Most certificates a bundle's chain may carry (leaf, intermediates).
+_MAX_CHAIN = 16
 _OFFSET = re.compile(r"0|[1-9][0-9]*")
 _MAX_EXACT_FLOAT = 2.0**53
 _SERIALIZATION_KEYS = frozenset(
@@ -263,6 +270,8 @@ class OmsStatement:
     root_digest: str
     serialization: Serialization
     resources: tuple[Resource, ...]
+    #: model_signing 0.2's format (``Digests/v0.1``): no model name, no serialization block
+    legacy: bool = False
 
     def file_of(self, name: str) -> str:
         """The file path a resource name refers to."""
@@ -289,13 +298,8 @@ class OmsStatement:
             where,
         )
         ptype = doc.get("predicateType")
-        if ptype == _PREDICATE_TYPE_V01:
-            raise InvalidManifest(
-                "predicateType",
-                "pre-1.0 model_signing format (v0.2) is not supported: re-sign with "
-                "model_signing >= 1.0",
-                path=where,
-            )
+        if ptype == PREDICATE_TYPE_V01:
+            return cls._from_v01(doc, where)
         _expect(
             ptype == PREDICATE_TYPE,
             "predicateType",
@@ -349,10 +353,18 @@ class OmsStatement:
             if serialization.method == "shards":
                 path, start, end = _split_shard(rname, f"{field}.name", where)
                 _expect(start < end, f"{field}.name", f"empty shard {rname!r}", where)
-            check_relative_path(path, f"{field}.name", where)
+            if path != SINGLE_FILE:  # the one name of a single-file model
+                check_relative_path(path, f"{field}.name", where)
             _expect(rname not in seen, f"{field}.name", f"duplicate resource {rname!r}", where)
             seen.add(rname)
             resources.append(Resource(rname, value, alg))
+        paths = {r.name.rsplit(":", 2)[0] if ":" in r.name else r.name for r in resources}
+        _expect(
+            SINGLE_FILE not in paths or paths == {SINGLE_FILE},
+            "predicate.resources",
+            "expected either one single-file model ('.') or relative paths, found both",
+            where,
+        )
         # The subject digest commits to the list; a mismatch means the statement
         # was assembled inconsistently (model_signing refuses it too).
         found = root_digest(resources)
@@ -363,6 +375,47 @@ class OmsStatement:
             where,
         )
         return cls(name, str(root), serialization, tuple(resources))
+
+    @classmethod
+    def _from_v01(cls, doc: Any, where: str) -> OmsStatement:
+        """model_signing 0.2's statement, as model_signing itself still reads it.
+
+        Each subject is a file with its sha256; the serialization is implied
+        (per file, sha256, no symlinks). There is no root digest to check, so
+        one is computed over the subjects in the signed order.
+        """
+        subjects = doc.get("subject")
+        _expect(
+            isinstance(subjects, list) and len(subjects) > 0,
+            "subject",
+            "expected a list of files",
+            where,
+        )
+        resources: list[Resource] = []
+        seen: set[str] = set()
+        for i, subject in enumerate(subjects):
+            field = f"subject.{i}"
+            _expect(isinstance(subject, dict), field, "expected an object", where)
+            name, digest = subject.get("name"), subject.get("digest")
+            value = digest.get("sha256") if isinstance(digest, dict) else None
+            _expect(isinstance(name, str), f"{field}.name", "expected a string", where)
+            check_relative_path(name, f"{field}.name", where)
+            _expect(name not in seen, f"{field}.name", f"duplicate subject {name!r}", where)
+            _expect(
+                isinstance(value, str) and bool(_HEX64.fullmatch(value)),
+                f"{field}.digest.sha256",
+                "expected 64 lowercase hex digits",
+                where,
+            )
+            seen.add(name)
+            resources.append(Resource(name, str(value)))
+        ser = Serialization(method="files")
+        return cls("", root_digest(resources), ser, tuple(resources), legacy=True)
+
+    @property
+    def single_file(self) -> bool:
+        """Whether the signature covers one file given as the model (resource name ``.``)."""
+        return all(self.file_of(r.name) == SINGLE_FILE for r in self.resources)
 
 
 def build_statement(
@@ -396,6 +449,8 @@ class OmsBundle:
     payload_type: str
     signature: bytes
     key_hint: str | None
+    #: DER certificates, leaf first, of a certificate signature; () for a key signature
+    certificates: tuple[bytes, ...] = ()
 
     @classmethod
     def from_json(cls, data: bytes, where: str) -> OmsBundle:
@@ -410,34 +465,22 @@ class OmsBundle:
         )
         material = doc.get("verificationMaterial")
         _expect(isinstance(material, dict), "verificationMaterial", "expected an object", where)
-        if "certificate" in material or "x509CertificateChain" in material:
+        if "certificate" in material:
             raise InvalidManifest(
-                "verificationMaterial",
-                "certificate/Sigstore-signed bundles are not supported; expected a key "
-                "signature (model_signing sign key)",
+                "verificationMaterial.certificate",
+                "a Sigstore keyless bundle needs the public Sigstore trust root to verify, "
+                "which this offline verifier does not use; verify it with `model_signing "
+                "verify sigstore` (key and --certificate-chain signatures verify here)",
                 path=where,
             )
         tlog = material.get("tlogEntries", [])
         _expect(
             tlog == [],
             "verificationMaterial.tlogEntries",
-            "expected no transparency-log entries (key signature)",
+            "expected no transparency-log entries (key or certificate signature)",
             where,
         )
-        key = material.get("publicKey")
-        _expect(
-            isinstance(key, dict),
-            "verificationMaterial.publicKey",
-            "expected an object (key signature)",
-            where,
-        )
-        hint = key.get("hint")
-        _expect(
-            hint is None or isinstance(hint, str),
-            "verificationMaterial.publicKey.hint",
-            "expected a string",
-            where,
-        )
+        hint, certificates = _key_material(material, where)
         _expect(
             "messageSignature" not in doc,
             "messageSignature",
@@ -464,7 +507,46 @@ class OmsBundle:
             where,
         )
         sig = _b64(sigs[0].get("sig"), "dsseEnvelope.signatures.0.sig", where)
-        return cls(payload, ptype, sig, hint or None)
+        return cls(payload, ptype, sig, hint or None, certificates)
+
+
+def _key_material(material: Any, where: str) -> tuple[str | None, tuple[bytes, ...]]:
+    """(key hint, DER certificates leaf first): what names the signer, never trusted as is.
+
+    A key signature carries ``publicKey`` (a ``hint`` since model_signing 1.1,
+    the PEM as ``rawBytes`` before; the verifier's own key decides either way);
+    a certificate signature carries ``x509CertificateChain``, leaf first.
+    """
+    chain = material.get("x509CertificateChain")
+    if chain is not None:
+        f = "verificationMaterial.x509CertificateChain.certificates"
+        certs: Any = chain.get("certificates") if isinstance(chain, dict) else None
+        _expect(
+            isinstance(certs, list) and 0 < len(certs) <= _MAX_CHAIN,
+            f,
+            f"expected 1 to {_MAX_CHAIN} certificates, leaf first",
+            where,
+        )
+        ders = []
+        for i, cert in enumerate(certs):
+            _expect(isinstance(cert, dict), f"{f}.{i}", "expected an object", where)
+            ders.append(_b64(cert.get("rawBytes"), f"{f}.{i}.rawBytes", where))
+        return None, tuple(ders)
+    key = material.get("publicKey")
+    _expect(
+        isinstance(key, dict),
+        "verificationMaterial.publicKey",
+        "expected an object (key signature) or x509CertificateChain (certificate signature)",
+        where,
+    )
+    hint = key.get("hint")
+    _expect(
+        hint is None or isinstance(hint, str),
+        "verificationMaterial.publicKey.hint",
+        "expected a string",
+        where,
+    )
+    return hint or None, ()
 
 
 def build_bundle(payload: bytes, signature: bytes, key_hint: str) -> bytes:

@@ -33,7 +33,7 @@ from ..errors import (
     UsageError,
 )
 from ..formats import is_weight_file
-from ._oms_format import GIT_PATHS, Serialization, shard_name
+from ._oms_format import GIT_PATHS, SINGLE_FILE, Serialization, shard_name
 
 __all__ = [
     "MAX_RESOURCES",
@@ -102,31 +102,37 @@ def scan(
     serialization: Serialization,
     *,
     implicit_ignores: Sequence[str] = (),
+    user_ignores: Sequence[str] = (),
 ) -> ModelTree:
     """Every file the serialization covers, plus what it leaves out.
 
     ``implicit_ignores`` are left out without the weight check: the git paths
-    model_signing always skips, and the signature file itself.
+    model_signing always skips, and the signature file itself. ``user_ignores``
+    (``--ignore-paths``) get the same weight check as the signed ignore_paths.
+    A model that is a single file is that file, named ``.`` as model_signing does.
     """
+    if root.is_file() and not root.is_symlink():
+        return ModelTree((ModelFile(SINGLE_FILE, root, root.stat().st_size),), ())
     if not root.is_dir():
-        raise UnreadableInputError(str(root), "expected a model directory")
+        raise UnreadableInputError(str(root), "expected a model directory or file")
     real_root = Path(os.path.realpath(root))
-    declared = list(serialization.ignore_paths)
+    declared = list(dict.fromkeys([*serialization.ignore_paths, *user_ignores]))
     implicit = [p for p in implicit_ignores if p not in declared]
     errors: list[SonicRegistryError] = []
     files: list[ModelFile] = []
     ignored: list[str] = []
 
-    # Step 1: ignore entries the signer declared must not hide weights.
+    # Step 1: ignore entries (signed, or given to the verifier) must not hide weights.
     for entry in declared:
         if entry in GIT_PATHS:
             continue  # .git holds LFS objects that look like weights; model_signing skips it
+        source = "ignore_paths" if entry in serialization.ignore_paths else "--ignore-paths"
         for weight in _weights_under(real_root / entry):
             rel = weight.relative_to(real_root).as_posix()
             errors.append(
                 UnlistedFileError(
                     rel,
-                    f"weight file excluded from the signature by ignore_paths entry {entry!r}; "
+                    f"weight file excluded from the signature by {source} entry {entry!r}; "
                     "a weight file must be signed",
                 )
             )

@@ -1,15 +1,18 @@
 """Export and verify OpenSSF model_signing (OMS) signatures.
 
-OMS (``model_signing`` on PyPI, 1.x) signs a model directory as a Sigstore
-bundle around a DSSE envelope whose in-toto Statement lists every file (or
-every ``shard_size`` slice of every file) with its sha256. This module speaks
-its *key* flavour (``model_signing sign key`` / ``verify key``), so a release
-can carry both our ``release.dsse.json`` (versions, config, ranges, resolver
-rules) and a ``model.sig`` over the same bytes, verifiable by either tool.
+OMS (``model_signing`` on PyPI) signs a model directory, or a single file, as
+a Sigstore bundle around a DSSE envelope whose in-toto Statement lists every
+file (or every ``shard_size`` slice of every file) with its sha256. This
+module exports its *key* flavour (``model_signing sign key``) and verifies the
+key and *certificate* flavours (``verify key`` / ``verify certificate``), so a
+release can carry both our ``release.dsse.json`` (versions, config, ranges,
+resolver rules) and a ``model.sig`` over the same bytes, verifiable by either
+tool. Sigstore keyless bundles need the public Sigstore trust root and are
+refused with one line.
 
-Keys: OMS key signing carries only ECDSA keys (P-256/384/521 in
-model_signing); of our key types only ``ecdsa-p256`` fits. Ed25519 keys are
-refused with one usage line, because model_signing cannot verify them.
+Keys: OMS signatures carry only ECDSA keys (P-256, P-384, P-521, each with
+its own hash, as model_signing does). Ed25519 keys are refused with one usage
+line, because model_signing cannot verify them.
 
 See docs/oms.md for the field-by-field mapping between the two formats.
 """
@@ -24,7 +27,6 @@ from pathlib import Path
 from ..canonical import canonical_bytes
 from ..errors import (
     DigestMismatchError,
-    InvalidKeyError,
     InvalidManifest,
     SonicRegistryError,
     UnlistedFileError,
@@ -36,12 +38,10 @@ from ..signing import (
     PAYLOAD_TYPE,
     PrivateKey,
     PublicKey,
-    Signature,
     load_private_key,
-    load_public_key,
     pae,
 )
-from ..trust import TrustStore, get_verification_result
+from ..trust import TrustStore
 from ._oms_format import (
     GIT_PATHS,
     OmsBundle,
@@ -52,6 +52,7 @@ from ._oms_format import (
     build_statement,
     check_relative_path,
 )
+from ._oms_signer import Signer, key_hint, require_ecdsa
 from ._oms_tree import (
     ModelFile,
     ModelTree,
@@ -94,10 +95,16 @@ class OmsVerification:
     files: tuple[str, ...]
     resources: int
     ignored: tuple[str, ...]
-    #: the trust store's name for the key, or "pinned" for a key given directly
+    #: the trust store's name for the key, "pinned" for a key given directly, or
+    #: the signing certificate's subject
     signer: str = "pinned"
-    #: "official" / "community" from the key's trust-store roles; None when pinned
+    #: "official" / "community" from the key's trust-store roles; None otherwise
     channel: str | None = None
+    #: the leaf's subject (RFC 4514) for a certificate signature
+    certificate_subject: str | None = None
+    #: model_signing 0.2's statement format (Digests/v0.1)
+    legacy_format: bool = False
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -116,6 +123,9 @@ class OmsVerification:
             "files": list(self.files),
             "resources": self.resources,
             "ignored": list(self.ignored),
+            "certificate_subject": self.certificate_subject,
+            "legacy_format": self.legacy_format,
+            "warnings": list(self.warnings),
         }
 
 
@@ -148,24 +158,6 @@ class OmsExport:
         }
 
 
-def key_hint(key: PublicKey) -> str:
-    """model_signing's key identifier: sha256 hex of the SubjectPublicKeyInfo PEM text."""
-    return hashlib.sha256(key.to_pem().encode("ascii")).hexdigest()
-
-
-#: The key types an OMS key signature can carry (model_signing signs with ECDSA only).
-ECDSA_ALGORITHMS = ("ecdsa-p256", "ecdsa-p384", "ecdsa-p521")
-
-
-def _require_ecdsa(algorithm: str, where: str) -> None:
-    if algorithm not in ECDSA_ALGORITHMS:
-        raise InvalidKeyError(
-            where,
-            f"expected an ECDSA P-256, P-384 or P-521 key (the only keys OMS signatures carry), "
-            f"found {algorithm}: sonic-registry keygen --algorithm ecdsa-p256 makes one",
-        )
-
-
 def _relative_inside(path: Path, root: Path) -> str | None:
     """``path`` relative to ``root`` (POSIX), or None when it lies outside."""
     try:
@@ -188,16 +180,22 @@ def _git_ignores(statement_names: Sequence[str]) -> list[str]:
 def verify_oms(
     model_dir: str | Path,
     signature: str | Path,
-    public_key: str | Path | PublicKey | TrustStore,
+    public_key: str | Path | PublicKey | TrustStore | None = None,
     *,
+    certificate_chain: Sequence[str | Path] = (),
+    ignore_paths: Sequence[str | Path] = (),
     threads: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> OmsVerification:
-    """Verify ``model_dir`` against an OMS key signature; raise on any mismatch.
+    """Verify a model (directory or single file) against an OMS signature; raise on any mismatch.
 
-    ``public_key`` is the ECDSA key that signed (a PEM path or a loaded key), or
-    a :class:`TrustStore`, whose unrevoked, unexpired ECDSA key named by the
-    bundle's key hint is used (and its role reported as the channel).
+    The signer is one of: ``public_key``, the ECDSA key that signed (a PEM path
+    or a loaded key); a :class:`TrustStore`, whose unrevoked, unexpired ECDSA
+    key verifies the signature (its role is reported as the channel); or
+    ``certificate_chain``, PEM files of the roots a certificate signature's
+    leaf must chain to. ``ignore_paths`` (as model_signing's ``--ignore-paths``:
+    absolute or relative to the working directory, inside the model) are left
+    out of the comparison, but may never hide a weight file.
 
     Raises :class:`UsageError` subclasses (exit 2) for unreadable or malformed
     input and :class:`VerificationError` subclasses (exit 1) for the verdict;
@@ -206,16 +204,10 @@ def verify_oms(
     root = Path(model_dir)
     sig_path = Path(signature)
     where = str(sig_path)
-    if not root.is_dir():
-        raise UnreadableInputError(str(root), "expected a model directory")
-    if isinstance(public_key, TrustStore):
-        store, pinned = public_key, False
-    else:
-        key = public_key if isinstance(public_key, PublicKey) else load_public_key(public_key)
-        _require_ecdsa(
-            key.algorithm, "--public-key" if isinstance(public_key, PublicKey) else str(public_key)
-        )
-        store, pinned = TrustStore.from_public_keys([key]), True
+    if not (root.is_dir() or root.is_file()):
+        raise UnreadableInputError(str(root), "expected a model directory or file")
+    signer = Signer.of(public_key, certificate_chain)
+    user_ignores = _user_ignores(root, ignore_paths)
 
     # Step 1: parse the bundle (structure only; nothing in it is trusted yet).
     data = read_bounded(
@@ -223,40 +215,22 @@ def verify_oms(
     )
     bundle = OmsBundle.from_json(data, where)
 
-    # Step 2: the trust decision (trust.get_verification_result): an ECDSA key
-    # of the store, not revoked or expired, verifies PAE over the exact payload
-    # bytes. The bundle's key hint (sha256 of the PEM) is only tried first.
-    result = get_verification_result(
-        store,
-        [Signature(bundle.key_hint or "", bundle.signature)],
-        pae(bundle.payload_type, bundle.payload),
-        where=where,
-        hint_of=key_hint,
-        algorithms=ECDSA_ALGORITHMS,
-    )
-    signer = result.require(None, where)[0]
+    # Step 2: who signed, through the one trust decision, over the exact payload bytes.
+    label, channel, subject, warnings = signer.verify(bundle, where)
 
     # Step 3: only now interpret the payload, strictly, from the signed bytes.
     statement = OmsStatement.from_payload(bundle.payload, f"{where}: payload")
     ser = statement.serialization
     signed = {r.name: r for r in statement.resources}
     signed_files = sorted({statement.file_of(n) for n in signed})
-    for i, r in enumerate(statement.resources):
-        fname = statement.file_of(r.name)
-        covered_by = [p for p in ser.ignore_paths if fname == p or fname.startswith(p + "/")]
-        if covered_by:
-            raise InvalidManifest(
-                f"predicate.resources.{i}.name",
-                f"{r.name!r} is also excluded by ignore_paths entry {covered_by[0]!r}",
-                path=f"{where}: payload",
-            )
+    _check_shape(statement, root, user_ignores, where)
 
     # Step 4: walk the model as the serialization says, and compare names first.
     implicit = _git_ignores(signed_files)
-    sig_rel = _relative_inside(sig_path, root)
+    sig_rel = _relative_inside(sig_path, root) if root.is_dir() else None
     if sig_rel is not None:
         implicit.append(sig_rel)
-    tree = scan(root, ser, implicit_ignores=implicit)
+    tree = scan(root, ser, implicit_ignores=implicit, user_ignores=user_ignores)
     errors, common = _compare_names(statement, tree)
 
     # Step 5: hash what both sides name, and compare digests.
@@ -283,9 +257,55 @@ def verify_oms(
         files=tuple(signed_files),
         resources=len(signed),
         ignored=tree.ignored,
-        signer="pinned" if pinned else signer.label,
-        channel=None if pinned else signer.channel,
+        signer=label,
+        channel=channel,
+        certificate_subject=subject,
+        legacy_format=statement.legacy,
+        warnings=warnings,
     )
+
+
+def _user_ignores(root: Path, paths: Sequence[str | Path]) -> list[str]:
+    """``--ignore-paths`` as model-relative POSIX paths (model_signing resolves from the cwd)."""
+    out = []
+    for p in paths:
+        if root.is_file():
+            raise UsageError("--ignore-paths", f"{root} is a single file: nothing to ignore")
+        rel = _relative_inside(Path(p), root)
+        if rel is None or rel in ("", "."):
+            raise UsageError(
+                "--ignore-paths",
+                f"expected a path inside the model {root}, found {str(p)!r}"
+                if rel is None
+                else f"{str(p)!r} would exclude the whole model",
+            )
+        out.append(rel)
+    return out
+
+
+def _check_shape(
+    statement: OmsStatement, root: Path, user_ignores: Sequence[str], where: str
+) -> None:
+    """A signature and a model of the same kind; no signed file hidden by any ignore entry."""
+    if statement.single_file != root.is_file():
+        kind = "a single file" if statement.single_file else "a directory"
+        found = "a directory" if root.is_dir() else "a single file"
+        raise DigestMismatchError(str(root), f"the signature covers {kind}, found {found}")
+    ser = statement.serialization
+    for i, r in enumerate(statement.resources):
+        fname = statement.file_of(r.name)
+        signed_away = [p for p in ser.ignore_paths if fname == p or fname.startswith(p + "/")]
+        if signed_away:
+            raise InvalidManifest(
+                f"predicate.resources.{i}.name",
+                f"{r.name!r} is also excluded by ignore_paths entry {signed_away[0]!r}",
+                path=f"{where}: payload",
+            )
+        asked = [p for p in user_ignores if fname == p or fname.startswith(p + "/")]
+        if asked:
+            raise UsageError(
+                "--ignore-paths", f"{asked[0]!r} would skip {fname!r}, which the signature covers"
+            )
 
 
 def _compare_names(
@@ -355,7 +375,7 @@ def export_oms(
     threads: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> OmsExport:
-    """Sign ``model_dir`` as model_signing would and write the bundle to ``out`` atomically.
+    """Sign ``model_dir`` (a directory or one file) as model_signing would; write ``out``.
 
     ``shard_size`` switches to shards serialization (note: the ``model_signing
     verify key`` CLI always re-hashes per file, so only its Python API verifies
@@ -363,38 +383,18 @@ def export_oms(
     """
     root = Path(model_dir)
     out_path = Path(out)
-    if not root.is_dir():
-        raise UnreadableInputError(str(root), "expected a model directory")
+    if not (root.is_dir() or root.is_file()):
+        raise UnreadableInputError(str(root), "expected a model directory or file")
     signer = key if isinstance(key, PrivateKey) else load_private_key(key, passphrase)
-    _require_ecdsa(signer.algorithm, "--key" if isinstance(key, PrivateKey) else str(key))
+    require_ecdsa(signer.algorithm, "--key" if isinstance(key, PrivateKey) else str(key))
     if shard_size is not None and (isinstance(shard_size, bool) or shard_size <= 0):
         raise UsageError("--shard-size", f"expected a positive integer, found {shard_size}")
-
-    # What model_signing's CLI records: the caller's ignores, the git paths, and
-    # the signature itself when it is written inside the model.
-    ignores = []
-    for i, p in enumerate(ignore_paths):
-        norm = p.rstrip("/")
-        if norm in ("", "."):
-            raise UsageError("--ignore", f"{p!r} would exclude the whole model")
-        ignores.append(str(check_relative_path(norm, f"--ignore.{i}", "")))
-    ignores.extend(GIT_PATHS)
-    out_rel = _relative_inside(out_path, root)
-    if out_rel is not None:
-        from ..formats import is_weight_file
-
-        # The output is left out of the signature, so a typo must not turn a
-        # weight file into an unsigned, overwritten "signature".
-        if out_path.is_file() and is_weight_file(out_path):
-            raise UsageError(
-                "--out", f"{out_path} is a weight file of the model; refusing to overwrite it"
-            )
-        ignores.append(out_rel)
+    ignores = _export_ignores(root, out_path, ignore_paths)
     ser = Serialization(
         method="files" if shard_size is None else "shards",
         shard_size=shard_size,
         allow_symlinks=allow_symlinks,
-        ignore_paths=tuple(sorted(set(ignores))),
+        ignore_paths=ignores,
     )
     tree = scan(root, ser)
     _check_exportable(tree, ser)
@@ -417,6 +417,37 @@ def export_oms(
         resources=len(resources),
         ignored=tree.ignored,
     )
+
+
+def _export_ignores(root: Path, out_path: Path, ignore_paths: Sequence[str]) -> tuple[str, ...]:
+    """What model_signing's CLI records as ignored: the caller's ignores, the git
+    paths, and the signature itself when it is written inside the model. A
+    single-file model (signed as ``.``) has nothing to ignore."""
+    if root.is_file():
+        if ignore_paths:
+            raise UsageError("--ignore", f"{root} is a single file: nothing to ignore")
+        if out_path.resolve() == root.resolve():
+            raise UsageError("--out", f"{out_path} is the model itself; refusing to overwrite it")
+        return ()
+    ignores = []
+    for i, p in enumerate(ignore_paths):
+        norm = p.rstrip("/")
+        if norm in ("", "."):
+            raise UsageError("--ignore", f"{p!r} would exclude the whole model")
+        ignores.append(str(check_relative_path(norm, f"--ignore.{i}", "")))
+    ignores.extend(GIT_PATHS)
+    out_rel = _relative_inside(out_path, root)
+    if out_rel is not None:
+        from ..formats import is_weight_file
+
+        # The output is left out of the signature, so a typo must not turn a
+        # weight file into an unsigned, overwritten "signature".
+        if out_path.is_file() and is_weight_file(out_path):
+            raise UsageError(
+                "--out", f"{out_path} is a weight file of the model; refusing to overwrite it"
+            )
+        ignores.append(out_rel)
+    return tuple(sorted(set(ignores)))
 
 
 def _check_exportable(tree: ModelTree, ser: Serialization) -> None:
