@@ -1,0 +1,259 @@
+"""End to end against a REAL ComfyUI server (runs only when COMFYUI_DIR is set).
+
+``COMFYUI_DIR`` is a ComfyUI checkout; ``COMFYUI_PYTHON`` the Python that runs
+it (torch and ComfyUI's requirements installed, plus sonic-registry's core
+dependencies; default: this Python). The test
+
+1. lays out a private ComfyUI folder (the checkout's code, linked; its own
+   ``custom_nodes``, ``models``, ``input``, ``output`` and ``user``), run with
+   ``--base-directory`` so the checkout itself is never written to;
+2. installs the pack with the documented command
+   (``sonic-registry comfyui install --comfyui-dir``) and adds a stand-in of
+   ComfyUI_Sonic (its three node types with their real inputs, no model work);
+3. starts the server with ``--cpu`` on 127.0.0.1, this checkout first on
+   ``PYTHONPATH``, and posts ComfyUI_Sonic's real ``example.json`` (turned into
+   the API prompt the editor sends, widget names from ``/object_info``) with
+   signed test releases: consistent (runs, logged), mixed (400 with
+   node_errors), unknown UNet (runs with the warning), tampered (400).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from comfyui_workflow import ui_to_api, widget_names_from_object_info
+from sonic_install import WORKFLOWS, install, make_registry, sonic_release
+from test_comfyui_pack import write_wav
+
+from sonic_registry.audit import find_output, verify_log
+
+ROOT = Path(__file__).resolve().parent.parent
+STANDIN_PACK = Path(__file__).parent / "data" / "comfyui" / "sonic_standin_pack.py"
+EXAMPLE = WORKFLOWS / "smthemex-ComfyUI_Sonic" / "example.json"
+_OWN_DIRS = {"custom_nodes", "models", "input", "output", "user", "temp", ".git"}
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    base: Path
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url + path, timeout=120) as r:
+            return json.loads(r.read())
+
+    def post_prompt(self, prompt: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        body = json.dumps({"prompt": prompt, "client_id": "e2e"}).encode()
+        req = urllib.request.Request(
+            self.url + "/prompt", body, {"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=120) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def wait_done(self, prompt_id: str, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            entry = self.get(f"/history/{prompt_id}").get(prompt_id)
+            status = entry.get("status", {}) if entry else {}
+            if status.get("status_str") in ("success", "error"):
+                return dict(entry)
+            time.sleep(0.3)
+        raise AssertionError(f"prompt {prompt_id} did not finish:\n{self.log.read_text()[-3000:]}")
+
+
+def _comfyui() -> tuple[Path, str]:
+    where = os.environ.get("COMFYUI_DIR")
+    if not where:
+        pytest.skip(
+            "COMFYUI_DIR is not set: the end-to-end test against a real ComfyUI server "
+            "did not run (set COMFYUI_DIR, and COMFYUI_PYTHON to ComfyUI's Python)"
+        )
+    return Path(where), os.environ.get("COMFYUI_PYTHON", sys.executable)
+
+
+def _layout(checkout: Path, base: Path) -> None:
+    base.mkdir(parents=True)
+    for entry in checkout.iterdir():
+        if entry.name not in _OWN_DIRS:
+            (base / entry.name).symlink_to(entry)
+    for name in _OWN_DIRS - {".git"}:
+        (base / name).mkdir()
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "SONIC_REGISTRY_CONFIG"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def _sonic_registry(python: str) -> list[str]:
+    script = Path(python).parent / "sonic-registry"
+    if script.is_file():
+        return [str(script)]
+    return [python, "-c", "from sonic_registry.cli import main; main()"]
+
+
+@pytest.fixture
+def server(
+    tmp_path: Path,
+    make_bundle: Callable[..., Path],
+    trust_file: Path,
+) -> Iterator[tuple[Server, dict[str, Path]]]:
+    checkout, python = _comfyui()
+    base = tmp_path / "ComfyUI"
+    _layout(checkout, base)
+    installed = subprocess.run(
+        [*_sonic_registry(python), "comfyui", "install", "--comfyui-dir", str(base)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert installed.returncode == 0, installed.stderr
+    assert installed.stdout.startswith("installed: ")
+    standin = base / "custom_nodes" / "ComfyUI_Sonic_standin"
+    standin.mkdir()
+    shutil.copyfile(STANDIN_PACK, standin / "__init__.py")
+
+    v12 = sonic_release(make_bundle, "v12", version="1.2.0", step=50000)
+    v13 = sonic_release(make_bundle, "v13", version="1.3.0", step=80000)
+    make_registry(tmp_path / "reg", trust_file, [v12, v13]).close()
+    install(v13, base / "models")
+    config = base / "user" / "sonic_registry" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(f'registry = "{tmp_path / "reg"}"\ntrust = "{trust_file}"\n')
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (200, 150, 120)).save(base / "input" / "4.jpg")
+
+    port = _free_port()
+    log = tmp_path / "comfyui.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                python,
+                "main.py",
+                "--cpu",
+                "--listen",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--base-directory",
+                str(base),
+            ],
+            cwd=base,
+            env=_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    srv = Server(base, f"http://127.0.0.1:{port}", process, log)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                srv.get("/system_stats")
+                break
+            except (OSError, ValueError):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    tail = log.read_text()[-3000:]
+                    raise AssertionError(f"ComfyUI did not start:\n{tail}") from None
+                time.sleep(0.5)
+        yield srv, {"v12": v12, "v13": v13}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _flip_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_real_comfyui_guards_sonic_prompts(server: tuple[Server, dict[str, Path]]) -> None:
+    srv, bundles = server
+    info = srv.get("/object_info")
+    assert {"SONICTLoader", "SONIC_PreData", "SONICSampler", "SonicRegistryCheck"} <= set(info)
+    prompt = ui_to_api(json.loads(EXAMPLE.read_text("utf-8")), widget_names_from_object_info(info))
+    write_wav(srv.base / "input" / prompt["19"]["inputs"]["audio"], 3.0)
+    sonic = srv.base / "models" / "sonic"
+    log = srv.base / "user" / "sonic_registry" / "generations.jsonl"
+
+    # 1. consistent: runs, and the generation log says which release made the video.
+    status, body = srv.post_prompt(prompt)
+    assert status == 200, body
+    entry = srv.wait_done(body["prompt_id"])
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    (video,) = (srv.base / "output" / "video").glob("*.mp4")
+    deadline = time.monotonic() + 30
+    while not (log.exists() and find_output(log, video)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    ((_line, record),) = find_output(log, video)
+    assert record.fields["release"]["id"] == "sonic@1.3.0#1"
+    assert record.fields["prompt_id"] == body["prompt_id"]
+    assert verify_log(log).ok
+
+    # 2. mixed: the 1.2.0 audio encoder beside 1.3.0 files -> 400, loaders outlined.
+    kept = (sonic / "audio2token.pth").read_bytes()
+    shutil.copyfile(bundles["v12"] / "audio2token.pth", sonic / "audio2token.pth")
+    status, body = srv.post_prompt(prompt)
+    assert status == 400, body
+    assert {"14", "16", "17"} <= set(body["node_errors"])
+    assert body["node_errors"]["17"]["errors"][0]["type"] == "sonic_registry_mixed"
+    assert "releases must not be mixed" in body["node_errors"]["17"]["errors"][0]["details"]
+    (sonic / "audio2token.pth").write_bytes(kept)
+
+    # 3. unknown UNet: runs, with the non-official warning (logged and recorded).
+    (sonic / "my_finetune.pth").write_bytes(b"a community fine-tune" * 500)
+    unknown = json.loads(json.dumps(prompt))
+    unknown["14"]["inputs"]["sonic_unet"] = "my_finetune.pth"
+    status, body = srv.post_prompt(unknown)
+    assert status == 200, body
+    assert srv.wait_done(body["prompt_id"])["status"]["status_str"] == "success"
+    assert "non-official checkpoint detected: sonic/my_finetune.pth" in srv.log.read_text()
+
+    # 4. tampered: one flipped byte in unet.pth -> 400 on the loader.
+    _flip_byte(sonic / "unet.pth")
+    status, body = srv.post_prompt(prompt)
+    assert status == 400, body
+    (err,) = body["node_errors"]["14"]["errors"]
+    assert err["type"] == "sonic_registry_tampered"
+    assert "tampered or corrupted" in err["details"]
+
+    # 5. the one-click check and the badge statuses.
+    report = srv.get("/sonic_registry/check")
+    rows = {r["path"]: r for r in report["files"]}
+    assert rows["sonic/audio2bucket.pth"]["status"] == "official"
+    assert rows["sonic/unet.pth"]["status"] == "unknown"
+    assert rows["sonic/my_finetune.pth"]["status"] == "unknown"
+    files = srv.get("/sonic_registry/files")["files"]
+    assert files["sonic/unet.pth"]["status"] in ("unknown", "unchecked")
