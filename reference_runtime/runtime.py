@@ -357,6 +357,7 @@ def generate(req: GenerateRequest, *, echo: Echo = lambda line: None) -> Generat
     record = generation_record(
         main,
         params,
+        sources=sources,
         audio=report.audio or req.audio,
         duration=req.duration,
         output=req.out,
@@ -364,16 +365,6 @@ def generate(req: GenerateRequest, *, echo: Echo = lambda line: None) -> Generat
         warnings=warnings,
         runtime={"reference_runtime": req.runtime_version},
     )
-    for role, verified in sources.items():
-        if verified is not main:
-            comp = verified.release.components[role]
-            record["components"][role] = {
-                "paths": {n: verified.files[n].sha256 for n in comp.paths},
-                "interface": comp.interface,
-                "training_step": comp.training_step,
-                "release": verified.release.release_id,
-                "manifest_sha256": verified.manifest_digest,
-            }
     # A forced mix is never shown as plainly "official", whoever signed the parts.
     label = f"UNSAFE mixed releases ({_label(channel)})" if unsafe else _label(channel)
     record["label"] = label

@@ -18,6 +18,7 @@ __all__ = [
     "NotRegularFileError",
     "atomic_write_bytes",
     "atomic_write_text",
+    "fsync_directory",
     "open_regular",
     "read_bounded",
     "reading",
@@ -53,6 +54,15 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int = 0o644) -> N
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    fsync_directory(directory)
+
+
+def fsync_directory(directory: str | Path) -> None:
+    """Make a new or renamed entry of ``directory`` survive a power cut.
+
+    A file's own fsync does not persist its name; the directory must be synced
+    too. Best effort: platforms without directory descriptors skip it.
+    """
     with contextlib.suppress(OSError):
         dir_fd = os.open(directory, os.O_RDONLY)
         try:

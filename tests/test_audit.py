@@ -390,6 +390,23 @@ def test_generation_record_fields(logged: dict[str, Any]) -> None:
     assert f["warnings"] and f["device"] == "cpu" and f["time"].endswith("Z")
 
 
+def test_generation_record_names_the_release_of_each_borrowed_role(
+    make_bundle, official_key
+) -> None:
+    """A forced mix: the unet comes from 1.2.0, the rest from 1.3.0; the record says so."""
+    keys = [official_key.private.public]
+    main_release = verify_bundle(make_bundle("v13"), public_keys=keys)
+    donor = verify_bundle(make_bundle("v12", version="1.2.0", step=50000), public_keys=keys)
+    fields = generation_record(main_release, {}, sources={"unet": donor})
+    unet, encoder = fields["components"]["unet"], fields["components"]["audio_encoder"]
+    assert unet["release"] == "sonic@1.2.0#1"
+    assert unet["manifest_sha256"] == donor.manifest_digest
+    assert unet["training_step"] == 50000
+    assert unet["paths"] == {"unet.safetensors": donor.files["unet.safetensors"].sha256}
+    assert "release" not in encoder and encoder["training_step"] == 80000
+    assert fields["release"]["id"] == "sonic@1.3.0#1"
+
+
 def test_find_output_by_digest(logged: dict[str, Any], tmp_path: Path) -> None:
     (found,) = find_output(logged["log"], logged["video"])
     assert found[0] == 1 and found[1].fields["params"]["inference_steps"] == 25
@@ -527,17 +544,17 @@ def test_oversized_head_is_refused_without_reading_it_all(tmp_path: Path) -> Non
 
 
 def test_find_reads_the_log_once(logged: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    import sonic_registry.audit as audit_module
+    import sonic_registry.audit.verify as audit_verify
     from sonic_registry.audit import find_output_verified
 
     opened: list[Path] = []
-    real = audit_module._lines
+    real = audit_verify.read_lines
 
     def counting(path: Path) -> Any:
         opened.append(path)
         return real(path)
 
-    monkeypatch.setattr(audit_module, "_lines", counting)
+    monkeypatch.setattr(audit_verify, "read_lines", counting)
     found, report = find_output_verified(logged["log"], logged["video"])
     assert report.ok and [n for n, _ in found] == [1] and len(opened) == 1
     assert found == find_output(logged["log"], logged["video"])
