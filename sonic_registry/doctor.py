@@ -23,7 +23,7 @@ from .identify import Identification, identify_files
 
 if TYPE_CHECKING:
     from .digest import StatCache
-    from .registry import Registry
+    from .known import ReleaseSource
 
 __all__ = ["DoctorReport", "DoctorRow", "diagnose", "find_weight_files"]
 
@@ -43,9 +43,14 @@ class DoctorRow:
             "sha256": self.ident.sha256,
             "format": self.ident.format,
             "status": self.ident.status,
-            "release_id": best.statement.release.release_id if best else None,
+            "release": f"{best.model}@{best.version}" if best else None,
+            # Only a signed release has a serial worth naming.
+            "release_id": (
+                best.statement.release.release_id if best and best.statement.signers else None
+            ),
             "role": best.role if best else None,
             "training_step": best.training_step if best else None,
+            "advice": self.action,
             "action": self.action,
             "problem": self.problem,
         }
@@ -102,11 +107,13 @@ def _newest_versions(idents: list[Identification]) -> dict[str, Identification]:
 
 
 def _action(ident: Identification, newest: dict[str, Identification]) -> tuple[str, bool]:
+    """The file's own verdict (:func:`~sonic_registry.identify.judge`), plus mixing."""
+    from .identify import judge
+
+    _status, advice, problem = judge(ident)
     m = ident.best
-    if ident.format == "lfs-pointer":
-        return "a git-lfs pointer, not the weights: run `git lfs pull`", True
-    if m is None:
-        return "unknown to the registry: replace it with a file from a signed release", True
+    if m is None or ident.pointer is not None:
+        return advice, problem
     top = newest[m.model].best
     assert top is not None
     if top.version != m.version and not any(
@@ -117,19 +124,12 @@ def _action(ident: Identification, newest: dict[str, Identification]) -> tuple[s
             f"not be mixed; replace it with the {top.model} {top.version} file",
             True,
         )
-    notes = []
-    if ident.format in ("pickle", "torch-zip"):
-        notes.append("pickle (runs code when loaded): `sonic-registry convert` to safetensors")
-    if m.channel != "official":
-        from .trust import channel_label
-
-        notes.append(f"{channel_label(m.channel, long=True)} release")
-    return ("; ".join(notes) or "ok"), False
+    return advice, problem
 
 
 def diagnose(
     models_dir: str | Path,
-    registry: Registry,
+    registry: ReleaseSource,
     *,
     stat_cache: StatCache | None = None,
     progress: Callable[[int], None] | None = None,

@@ -16,21 +16,45 @@ from typing import TYPE_CHECKING, Any
 from .errors import UnreadableInputError
 
 if TYPE_CHECKING:
+    from .catalog import PublishedFile
     from .digest import DigestSource, FileDigest, StatCache
-    from .registry import Match, Registry
+    from .known import ReleaseSource
+    from .lfs import LfsPointer
+    from .registry import Match
+    from .weight_clues import ConvertedFrom
 
-__all__ = ["Identification", "hash_with_cache", "identify_file", "identify_files"]
+__all__ = [
+    "NON_OFFICIAL_UNET",
+    "Identification",
+    "hash_with_cache",
+    "identify_digest",
+    "identify_file",
+    "identify_files",
+    "judge",
+    "unknown_file_advice",
+]
 
 
 @dataclass(frozen=True)
 class Identification:
-    """A file, its digest and format, and the releases that list it (newest first)."""
+    """A file, its digest and format, the releases that list it (newest first), and clues.
+
+    ``pointer`` is set for a Git LFS pointer (``matches`` are then those of the
+    file it points to, by oid *and* size); ``expected`` is the published file
+    its path names in a known layout (a hint, never a verdict); ``reason`` says
+    why an unlisted UNet is not Sonic's; ``source`` is what a ``convert``
+    output says it was made from, with the releases listing that source.
+    """
 
     path: str
     sha256: str
     size: int
     format: str
     matches: tuple[Match, ...]
+    pointer: LfsPointer | None = None
+    expected: PublishedFile | None = None
+    reason: str | None = None
+    source: tuple[ConvertedFrom, tuple[Match, ...]] | None = None
 
     @property
     def known(self) -> bool:
@@ -42,13 +66,18 @@ class Identification:
 
     @property
     def status(self) -> str:
-        """``official``, ``community`` or ``unknown``."""
-        return self.matches[0].channel if self.matches else "unknown"
+        """``official``, ``community``, ``published``, ``not-downloaded``, ``converted``,
+        ``unknown`` (in a Sonic place, in no release) or ``unrelated``."""
+        return judge(self)[0]
+
+    @property
+    def advice(self) -> str:
+        return judge(self)[1]
 
     def describe(self) -> str:
         m = self.best
-        if m is None:
-            return f"{self.path}: unknown to the registry (sha256 {self.sha256[:16]}...)"
+        if m is None or self.pointer is not None:
+            return f"{self.path}: {self.advice}"
         from .trust import channel_label
 
         label = channel_label(m.channel, long=True)
@@ -59,15 +88,85 @@ class Identification:
         return f"{self.path}: {m.model} {m.version} {m.role or m.path}{step} ({label}){also}"
 
     def to_dict(self) -> dict[str, Any]:
+        status, advice, problem = judge(self)
+        best = self.best
         return {
             "path": self.path,
             "sha256": self.sha256,
             "size": self.size,
             "format": self.format,
             "known": self.known,
-            "status": self.status,
+            "status": status,
+            "release": f"{best.model}@{best.version}" if best else None,
+            "role": best.role if best else None,
+            "advice": advice,
+            "problem": problem,
+            "lfs_pointer": (
+                {"oid": self.pointer.oid, "size": self.pointer.size} if self.pointer else None
+            ),
             "matches": [m.to_dict() for m in self.matches],
         }
+
+
+#: The warning the Sonic community asks for on a UNet that is not the published one.
+NON_OFFICIAL_UNET = "non-official checkpoint: compatibility risk; use a verified release"
+
+
+def judge(ident: Identification) -> tuple[str, str, bool]:
+    """``(status, advice, problem)`` for one file: the one judgement doctor and identify share.
+
+    ``problem`` is True when the file cannot be used as a verified release
+    file as it is; a file of no Sonic release is no problem (it is left alone).
+    """
+    m = ident.best
+    short = f"sha256 {ident.sha256[:16]}..."
+    if ident.pointer is not None:
+        what = _what(m) if m else f"a file no known release lists (oid {ident.pointer.oid[:16]}...)"
+        return (
+            "not-downloaded",
+            f"not downloaded: a Git LFS pointer to {what}; run `git lfs pull`",
+            True,
+        )
+    if m is not None:
+        notes = []
+        if m.channel != "official" and m.role == "unet" and m.channel != "published":
+            notes.append(NON_OFFICIAL_UNET)
+        if m.channel == "published":
+            from .catalog import label_text
+
+            notes.append(f"published: {label_text()}")
+        elif m.channel != "official":
+            from .trust import channel_label
+
+            notes.append(f"{channel_label(m.channel, long=True)} release")
+        if ident.format in ("pickle", "torch-zip"):
+            notes.append("pickle (runs code when loaded): `sonic-registry convert` to safetensors")
+        return m.channel, "; ".join(notes) or "ok", False
+    if ident.source is not None and ident.source[1]:
+        src, found = ident.source
+        return (
+            "converted",
+            f"made by `sonic-registry convert` from {_what(found[0])} ({src.name}, sha256 "
+            f"{src.sha256[:16]}...); not verified: sign the converted bundle with your own key "
+            "(`sonic-registry init` + `sonic-registry sign`) and trust that key",
+            True,
+        )
+    if ident.expected is not None:
+        return "unknown", unknown_file_advice(ident.expected.role, ident.reason), True
+    return "unrelated", f"not part of any Sonic release ({short}); nothing to do", False
+
+
+def unknown_file_advice(role: str | None, reason: str | None) -> str:
+    """What to say about a file in a Sonic place (or slot of ``role``) that no release lists."""
+    if role == "unet":
+        return NON_OFFICIAL_UNET + (f": {reason}" if reason else "")
+    return "in no known release: replace it with the published file or one from a signed release"
+
+
+def _what(m: Match) -> str:
+    if m.channel == "published":
+        return f"the published {m.path} ({m.model} {m.version} {m.role})"
+    return f"{m.role or m.path} of {m.describe()} ({m.channel})"
 
 
 def hash_with_cache(
@@ -105,28 +204,62 @@ def _check_file(path: Path) -> None:
 
 def identify_files(
     paths: Iterable[str | Path],
-    registry: Registry,
+    registry: ReleaseSource,
     *,
     stat_cache: StatCache | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[Identification]:
-    """Identify each file by its sha256 (never by its name)."""
-    from .formats import sniff
-
+    """Identify each file by its sha256 (never by its name); a pointer by its oid and size."""
     items = [Path(p) for p in paths]
     for p in items:
         _check_file(p)
     digests = hash_with_cache(items, stat_cache=stat_cache, progress=progress)
     lookups: dict[str, tuple[Match, ...]] = {}
-    out = []
-    for p, d in zip(items, digests, strict=True):
-        if d.sha256 not in lookups:
-            lookups[d.sha256] = registry.lookup(d.sha256)
-        out.append(Identification(str(p), d.sha256, d.size, sniff(p), lookups[d.sha256]))
-    return out
+
+    def lookup(sha256: str) -> tuple[Match, ...]:
+        if sha256 not in lookups:
+            lookups[sha256] = registry.lookup(sha256)
+        return lookups[sha256]
+
+    return [identify_digest(p, d, lookup) for p, d in zip(items, digests, strict=True)]
+
+
+def identify_digest(
+    path: Path, digest: FileDigest, lookup: Callable[[str], tuple[Match, ...]]
+) -> Identification:
+    """Identify a hashed file: by digest, else by the clues it carries (pointer, names, source)."""
+    from .catalog import load_catalog
+    from .formats import sniff
+    from .lfs import read_pointer
+    from .weight_clues import converted_from, lookalike_reason
+
+    fmt = sniff(path)
+    expected = load_catalog().by_path(str(path))
+    if fmt == "lfs-pointer":
+        pointer = read_pointer(path)
+        if pointer is not None:
+            found = tuple(m for m in lookup(pointer.oid) if _size_of(m) in (None, pointer.size))
+            return Identification(
+                str(path), digest.sha256, digest.size, fmt, found, pointer, expected
+            )
+    matches = lookup(digest.sha256)
+    if matches:
+        return Identification(str(path), digest.sha256, digest.size, fmt, matches, None, expected)
+    reason = lookalike_reason(path, fmt) if fmt in ("pickle", "torch-zip") else None
+    src = converted_from(path) if fmt == "safetensors" else None
+    source = (src, lookup(src.sha256)) if src is not None else None
+    return Identification(
+        str(path), digest.sha256, digest.size, fmt, (), None, expected, reason, source
+    )
+
+
+def _size_of(m: Match) -> int | None:
+    """The size a release lists for a match's file (None where it was not recorded)."""
+    subject = m.statement.subjects.get(m.path)
+    return subject.size if subject is not None else None
 
 
 def identify_file(
-    path: str | Path, registry: Registry, *, stat_cache: StatCache | None = None
+    path: str | Path, registry: ReleaseSource, *, stat_cache: StatCache | None = None
 ) -> Identification:
     return identify_files([path], registry, stat_cache=stat_cache)[0]

@@ -35,6 +35,7 @@ __all__ = [
     "Release",
     "check_relative_path",
     "format_time",
+    "param_range",
     "parse_time",
 ]
 
@@ -338,7 +339,7 @@ class Release:
                 training_step=spec.get("training_step"),
             )
         # Step 4: parameter ranges are ordered and recommended sits inside allowed.
-        params = {name: _param(name, spec, where) for name, spec in p["params"].items()}
+        params = {name: param_range(name, spec, where) for name, spec in p["params"].items()}
         # Step 5: runtime requirements and compatibility declarations are PEP 440 specifiers.
         runtime = {
             dist: str(_specifier(spec, f"runtime.{dist}", where))
@@ -413,7 +414,8 @@ def _bound(value: Any, field_name: str, where: str) -> tuple[float, float] | Non
     return (lo, hi)
 
 
-def _param(name: str, spec: Mapping[str, Any], where: str) -> ParamRange:
+def param_range(name: str, spec: Mapping[str, Any], where: str = "") -> ParamRange:
+    """One ``[params.NAME]`` table as a checked :class:`ParamRange` (release.toml or catalog)."""
     if not isinstance(spec, Mapping) or spec.get("type") not in ("int", "float"):
         raise InvalidManifest(f"params.{name}.type", "expected 'int' or 'float'", path=where)
     recommended = _bound(spec.get("recommended"), f"params.{name}.recommended", where)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from .catalog import load_catalog
 from .errors import UsageError, VerificationError
 from .manifest import ParamRange, Release
 
@@ -61,56 +62,10 @@ DURATION = "duration"
 
 #: Sonic's validated ranges, in the shape of ``release.toml``'s ``[params]`` table.
 #: ``sonic-registry init`` writes these into new manifests; bounds are inclusive.
+#: Their one home is the built-in catalog of the published release
+#: (:mod:`sonic_registry.catalog`), which ``check-params`` also uses with no signed release.
 SONIC_PARAMS: dict[str, dict[str, Any]] = {
-    "inference_steps": {
-        "type": "int",
-        "recommended": [20, 30],
-        "allowed": [15, 100],
-        "below": "below 20 steps the video gets blurry (below 15 it is unusable)",
-        "above": "above 30 steps costs time for no visible gain",
-    },
-    "dynamic_scale": {
-        "type": "float",
-        "recommended": [1.0, 1.2],
-        "allowed": [0.8, 1.3],
-        "below": "below 1.0 facial expressions look muted",
-        "above": "above 1.2 expressions look exaggerated (above 1.3 grotesque)",
-    },
-    "motion_scale": {
-        "type": "float",
-        "recommended": [1.0, 1.1],
-        "allowed": [0.8, 1.2],
-        "below": "below 1.0 the head looks stiff",
-        "above": "above 1.1 the head starts to jitter (above 1.2 it jitters badly)",
-    },
-    "min_resolution": {
-        "type": "int",
-        "recommended": [768, 1536],
-        "allowed": [512, 2048],
-        "below": "below 768 fine facial detail is softened (below 512 it is lost)",
-        "above": "above 1536 memory grows fast and the model saw no such sizes in training",
-    },
-    "fps": {
-        "type": "int",
-        "recommended": [25, 25],
-        "allowed": [24, 30],
-        "below": "the model was trained on a 25 fps timeline; other rates drift lip sync",
-        "above": "the model was trained on a 25 fps timeline; other rates drift lip sync",
-    },
-    "seed": {
-        "type": "int",
-        "recommended": [0, 4294967295],
-        "allowed": [0, 4294967295],
-        "below": "seeds are unsigned 32-bit integers",
-        "above": "seeds are unsigned 32-bit integers",
-    },
-    "expand_ratio": {
-        "type": "float",
-        "recommended": [0.4, 0.6],
-        "allowed": [0.2, 1.0],
-        "below": "a tighter face crop than training (0.5) cuts off chin and hair",
-        "above": "a looser face crop than training (0.5) makes the face small and soft",
-    },
+    name: dict(spec) for name, spec in load_catalog().releases[0].params.items()
 }
 
 #: Digits an integer parameter may have: int() of thousands of digits is refused

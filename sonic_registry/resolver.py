@@ -35,13 +35,15 @@ from .errors import (
     UnsafePathError,
     UnsignedReleaseError,
 )
+from .identify import identify_digest, judge, unknown_file_advice
 from .trust import channel_label
 from .workflows import Graph, InterfaceMismatchError, WeightRef, load_graph
 
 if TYPE_CHECKING:
     from .bundle import VerifiedStatement
     from .digest import DigestSource, FileDigest
-    from .registry import Match, Registry
+    from .known import ReleaseSource
+    from .registry import Match
 
 __all__ = [
     "Resolution",
@@ -51,7 +53,8 @@ __all__ = [
     "resolve_graph",
 ]
 
-_CHANNEL_RANK = {"official": 0, "community": 1, "unverified": 2}
+#: Weakest last: a signed release outranks the built-in catalog's unsigned one.
+_CHANNEL_RANK = {"official": 0, "community": 1, "published": 2, "unverified": 3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,12 +189,12 @@ def _covers(chosen: VerifiedStatement, match: Match) -> bool:
 
 def _release_order(statement: VerifiedStatement) -> tuple[Version, int, int]:
     r = statement.release
-    return (r.parsed_version, -_CHANNEL_RANK.get(statement.channel, 3), r.serial)
+    return (r.parsed_version, -_CHANNEL_RANK.get(statement.channel, 4), r.serial)
 
 
 def analyze_graph(
     graph: Graph,
-    registry: Registry,
+    registry: ReleaseSource,
     models_dir: str | Path | None = None,
     *,
     runtime_version: str | None = None,
@@ -296,12 +299,27 @@ def analyze_graph(
             candidates.append((ref, None, (_Match(statement, comp.paths[0], role),)))
 
     # Unknown files: refused unless the caller opted in, then labelled unverified.
+    # A Git LFS pointer is never usable; what each file is comes from
+    # identify's one judgement (the same words doctor and identify print).
     unknown = [(ref, sha) for ref, sha, found in candidates if not found]
     for ref, sha in unknown:
+        assert base is not None and ref.path is not None and sha is not None
+        digest = digests[ref.path]
+        assert digest is not None
+        ident = identify_digest(base / ref.path, digest, registry.lookup)
+        status, advice, _ = judge(ident)
+        if status == "not-downloaded":
+            problems.append(UnsignedReleaseError(graph.source, f"{ref.describe()}: {advice}"))
+            continue
         line = (
             f"{ref.describe()}: sha256 {sha} is unknown to the registry "
             "(no trusted release lists these bytes)"
         )
+        if status == "converted":
+            line += f"; {advice}"
+        elif ref.expected_role == "unet" or status == "unknown":
+            hint = ref.expected_role or (ident.expected.role if ident.expected else None)
+            line += f"; {unknown_file_advice(hint, ident.reason)}"
         if allow_unsigned:
             warnings.append(line + "; accepted as unverified")
         else:
@@ -395,7 +413,7 @@ def analyze_graph(
     )
     channel = max(
         (c.channel for c in components),
-        key=lambda c: _CHANNEL_RANK.get(c, 3),
+        key=lambda c: _CHANNEL_RANK.get(c, 4),
         default=chosen.channel if chosen else "unverified",
     )
     return Resolution(
@@ -477,7 +495,7 @@ def _check_runtime(
 
 def resolve_graph(
     graph: Graph | str | Path,
-    registry: Registry,
+    registry: ReleaseSource,
     models_dir: str | Path | None = None,
     *,
     runtime_version: str | None = None,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .bundle import TOML_NAME, list_bundle_files
+from .catalog import load_catalog
 from .errors import UnreadableInputError, UsageError
 from .fileio import atomic_write_text
 from .formats import is_weight_file, sniff
@@ -35,13 +36,11 @@ _ROLE_HINTS = (
     ("face", "face_detector"),
 )
 
-#: Sonic's training-data assumptions (16 kHz audio on a 25 fps timeline).
+#: Sonic's training-data assumptions (16 kHz audio on a 25 fps timeline), as ``init``
+#: writes them; their one home is the built-in catalog (:mod:`sonic_registry.catalog`).
 SONIC_DATA: Mapping[str, Any] = {
-    "sample_rate": 16000,
-    "fps": 25,
-    "expand_ratio": 0.5,
-    "min_resolution": 512,
-    "duration_tolerance": 0.04,
+    key: load_catalog().releases[0].data[key]
+    for key in ("sample_rate", "fps", "expand_ratio", "min_resolution", "duration_tolerance")
 }
 
 _HEADER = "# Drafted by `sonic-registry init`: check every value, then `sonic-registry sign`.\n\n"

@@ -61,6 +61,10 @@ _CHANNEL_WORDS: Mapping[str, tuple[str, str]] = MappingProxyType(
     {
         "official": ("official", "official"),
         "community": ("non-official", "community (non-official)"),
+        "published": (
+            "published",
+            "published (matches the files the authors published; not signed by them)",
+        ),
         "unverified": ("unverified", "UNVERIFIED (no trusted signature)"),
     }
 )

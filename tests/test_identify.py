@@ -49,8 +49,15 @@ def test_identify_official_community_unknown(
     assert "sonic 1.3.0 unet step 80000 (official)" in a.describe()
     assert (b.status, b.best.model) == ("community", "dice-talk")  # type: ignore[union-attr]
     assert "non-official" in b.describe()
-    assert not c.known and c.status == "unknown" and c.format == "pickle"
-    assert "unknown to the registry" in c.describe()
+    # A file in no release and in no Sonic place is unrelated, never "replace it".
+    assert not c.known and c.status == "unrelated" and c.format == "pickle"
+    assert "not part of any Sonic release" in c.describe() and "replace" not in c.describe()
+    # The same bytes where ComfyUI_Sonic loads the audio encoder are an unknown Sonic file.
+    (tmp_path / "sonic").mkdir()
+    placed = tmp_path / "sonic" / "audio2token.pth"
+    placed.write_bytes(unknown.read_bytes())
+    (d,) = identify_files([placed], reg)
+    assert d.status == "unknown" and "replace it with the published file" in d.describe()
     with pytest.raises(UnreadableInputError):
         identify_file(tmp_path / "absent.pth", reg)
 

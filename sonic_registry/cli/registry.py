@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..errors import UsageError
 from ._common import (
     emit_json,
     fail,
@@ -19,6 +20,7 @@ from ._common import (
 from .release import load_trust, trust_options
 
 if TYPE_CHECKING:
+    from ..known import KnownReleases
     from ..registry import Registry
 
 __all__ = ["doctor", "identify", "registry", "resolve"]
@@ -44,7 +46,41 @@ def _open(location: str, trust_path: Path | None, public_keys: tuple[Path, ...])
     return open_registry(location, load_trust(trust_path, public_keys))
 
 
-def _warn_problems(reg: Registry, json_output: bool) -> None:
+def known_options(fn: Any) -> Any:
+    """``--registry`` (optional here), the trust options and ``--no-builtin-catalog``."""
+    fn = click.option(
+        "--no-builtin-catalog",
+        is_flag=True,
+        help="Do not use the built-in catalog of the files Sonic's authors published "
+        "(label 'published'); only signed releases from --registry count.",
+    )(fn)
+    fn = trust_options(fn)
+    return click.option(
+        "--registry",
+        "registry_location",
+        envvar="SONIC_REGISTRY",
+        help="Registry of signed releases: directory, or file:// / http(s):// URL "
+        "(env SONIC_REGISTRY). Optional: the built-in catalog needs none.",
+    )(fn)
+
+
+def open_known(
+    location: str | None,
+    trust_path: Path | None,
+    public_keys: tuple[Path, ...],
+    no_builtin_catalog: bool,
+) -> KnownReleases:
+    """The registry (when given) plus the built-in catalog (unless turned off)."""
+    from ..catalog import load_catalog
+    from ..known import KnownReleases
+
+    reg = _open(location, trust_path, public_keys) if location else None
+    if reg is None and no_builtin_catalog:
+        raise UsageError("--no-builtin-catalog", "give --registry: no other source of releases")
+    return KnownReleases(reg, None if no_builtin_catalog else load_catalog())
+
+
+def _warn_problems(reg: Registry | KnownReleases, json_output: bool) -> None:
     if not json_output:
         for line in reg.problems:
             click.echo(f"warning: {line}", err=True)
@@ -206,16 +242,16 @@ stat_cache_option = click.option(
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@registry_option
-@trust_options
+@known_options
 @stat_cache_option
 @json_option
 @handle_errors
 def identify(
     files: tuple[Path, ...],
-    registry_location: str,
+    registry_location: str | None,
     trust_path: Path | None,
     public_keys: tuple[Path, ...],
+    no_builtin_catalog: bool,
     stat_cache: Path | None,
     json_output: bool,
 ) -> None:
@@ -225,7 +261,7 @@ def identify(
     """
     from ..identify import identify_files
 
-    with _open(registry_location, trust_path, public_keys) as reg:
+    with open_known(registry_location, trust_path, public_keys, no_builtin_catalog) as reg:
         found = identify_files(files, reg, stat_cache=_stat_cache(stat_cache))
         _warn_problems(reg, json_output)
     ok = all(i.known for i in found)
@@ -239,8 +275,7 @@ def identify(
 
 @click.command()
 @click.argument("graph", type=click.Path(path_type=Path))
-@registry_option
-@trust_options
+@known_options
 @click.option(
     "--models-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -261,9 +296,10 @@ def identify(
 @handle_errors
 def resolve(
     graph: Path,
-    registry_location: str,
+    registry_location: str | None,
     trust_path: Path | None,
     public_keys: tuple[Path, ...],
+    no_builtin_catalog: bool,
     models_dir: Path | None,
     runtime_version: str | None,
     allow_unsigned: bool,
@@ -275,11 +311,12 @@ def resolve(
     Refuses graphs that mix releases, old node interfaces, wrong model families,
     unknown files and runtimes the release does not support.
     """
+    from ..catalog import label_text
     from ..resolver import analyze_graph, load_graph
 
     g = load_graph(graph)
     cache = _stat_cache(stat_cache)
-    with _open(registry_location, trust_path, public_keys) as reg:
+    with open_known(registry_location, trust_path, public_keys, no_builtin_catalog) as reg:
         res = analyze_graph(
             g,
             reg,
@@ -300,9 +337,13 @@ def resolve(
         click.echo(f"warning: unknown node type, not checked: {node}", err=True)
     if res.problems:
         fail(res.problems)
-    assert res.release is not None or not res.components
     rel = res.release
-    head = f"{rel.release.release_id} ({res.label})" if rel else f"no release ({res.label})"
+    if rel is None:
+        head = "no known release: UNVERIFIED (accepted with --allow-unsigned)"
+    elif rel.channel == "published":
+        head = f"{rel.release.model}@{rel.release.version} ({res.label}: {label_text()})"
+    else:
+        head = f"{rel.release.release_id} ({res.label})"
     click.echo(f"ok: {graph} resolves to {head}")
     for c in res.components:
         click.echo(f"  {c.describe()}")
@@ -312,16 +353,16 @@ def resolve(
 
 @click.command()
 @click.argument("models_dir", type=click.Path(file_okay=False, path_type=Path))
-@registry_option
-@trust_options
+@known_options
 @stat_cache_option
 @json_option
 @handle_errors
 def doctor(
     models_dir: Path,
-    registry_location: str,
+    registry_location: str | None,
     trust_path: Path | None,
     public_keys: tuple[Path, ...],
+    no_builtin_catalog: bool,
     stat_cache: Path | None,
     json_output: bool,
 ) -> None:
@@ -334,7 +375,7 @@ def doctor(
     files = find_weight_files(models_dir)
     total = sum(p.stat().st_size for p in files)
     with (
-        _open(registry_location, trust_path, public_keys) as reg,
+        open_known(registry_location, trust_path, public_keys, no_builtin_catalog) as reg,
         progress_bar(
             total, "hashing", min_bytes=DOCTOR_PROGRESS_BYTES, terminal=sys.stdout
         ) as progress,
@@ -358,7 +399,7 @@ def doctor(
         d = row.to_dict()
         table.add_row(
             d["path"],
-            d["release_id"] or "-",
+            d["release_id"] or d["release"] or "-",
             d["role"] or "-",
             d["status"],
             d["format"],
