@@ -128,6 +128,9 @@ def test_catalog_lists_every_published_file_with_its_digest_and_layouts() -> Non
     assert whisper is not None and whisper.sha256 is None and "not recorded" in whisper.note
     assert cat.by_path("checkpoints/whisper-tiny/model.safetensors") is whisper
     assert cat.by_path("checkpoints/sd15.safetensors") is None
+    # Every file in ComfyUI's models/sonic/ is offered as sonic_unet: a UNet candidate.
+    assert cat.by_path("models/sonic/my_finetune.pth") is cat.by_sha256(PUBLISHED["unet"][0])
+    assert cat.by_path("models/sonic/RIFE/other.pkl") is None
 
 
 def test_catalog_release_is_published_not_official_and_carries_the_ranges() -> None:

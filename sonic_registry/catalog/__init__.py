@@ -170,8 +170,21 @@ class Catalog:
         return f
 
     def by_path(self, rel: str) -> PublishedFile | None:
-        """The published file a layout puts at ``rel`` (matched on trailing components)."""
+        """The published file a layout puts at ``rel`` (matched on trailing components).
+
+        ComfyUI_Sonic's ``sonic_unet`` combo offers every file in
+        ``models/sonic/``, so any other file directly in that folder (a
+        fine-tune, a DICE-Talk ``unet.pth`` renamed) stands where the UNet does.
+        """
         hits = [f for f in self.files() if f.matches_path(rel)]
+        if not hits:
+            parent = PurePosixPath(rel.replace("\\", "/")).parent
+            hits = [
+                f
+                for f in self.files()
+                if PurePosixPath(f.layouts.get("comfyui", "")).parent.parts == parent.parts[-1:]
+                and f.role == "unet"
+            ]
         # The longest layout path is the most specific ("sonic/RIFE/flownet.pkl").
         return max(hits, key=lambda f: max(len(p) for p in f.layouts.values()), default=None)
 
