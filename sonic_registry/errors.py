@@ -33,6 +33,7 @@ __all__ = [
     "RevokedKeyError",
     "RollbackError",
     "SonicRegistryError",
+    "StaleRegistryError",
     "ThresholdNotMetError",
     "UnlistedFileError",
     "UnreadableInputError",
@@ -134,6 +135,14 @@ class RevokedKeyError(VerificationError):
 
 class RollbackError(VerificationError):
     """The release's serial is older than one already seen for that version."""
+
+
+class StaleRegistryError(VerificationError):
+    """A published registry's TUF metadata or files failed a check (exit 1).
+
+    Expired (a frozen mirror), rolled back, mixed from two snapshots, badly
+    signed, a file that differs from its signed entry, or one withheld.
+    """
 
 
 class DigestMismatchError(VerificationError):

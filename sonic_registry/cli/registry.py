@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from ._common import (
     progress_bar,
     stdout_console,
 )
+from .registry_publish import PUBLISH_COMMANDS, online_key_option, publish_after_add
 from .release import load_trust, trust_options
 
 if TYPE_CHECKING:
@@ -29,7 +31,22 @@ __all__ = ["doctor", "identify", "registry", "resolve"]
 DOCTOR_PROGRESS_BYTES = 1 << 30
 
 
+def _remember_root(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        ctx.meta["sonic_registry.registry_root"] = value
+
+
 def registry_option(fn: Any) -> Any:
+    fn = click.option(
+        "--registry-root",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="SONIC_REGISTRY_ROOT",
+        expose_value=False,
+        callback=_remember_root,
+        help="The published registry's TUF root.json: read it through signed TUF metadata "
+        "(needed once; then cached). Without it an http(s) registry is read unsigned, "
+        "with a warning (env SONIC_REGISTRY_ROOT).",
+    )(fn)
     return click.option(
         "--registry",
         "registry_location",
@@ -43,7 +60,11 @@ def registry_option(fn: Any) -> Any:
 def _open(location: str, trust_path: Path | None, public_keys: tuple[Path, ...]) -> Registry:
     from ..registry import open_registry
 
-    return open_registry(location, load_trust(trust_path, public_keys))
+    ctx = click.get_current_context(silent=True)
+    root = ctx.meta.get("sonic_registry.registry_root") if ctx is not None else None
+    if root is None and os.environ.get("SONIC_REGISTRY_ROOT"):
+        root = Path(os.environ["SONIC_REGISTRY_ROOT"])
+    return open_registry(location, load_trust(trust_path, public_keys), tuf_root=root)
 
 
 def known_options(fn: Any) -> Any:
@@ -91,6 +112,10 @@ def registry() -> None:
     """A registry of signed releases (files + a rebuildable SQLite index)."""
 
 
+for _command in PUBLISH_COMMANDS:
+    registry.add_command(_command)
+
+
 @registry.command("add")
 @click.argument("envelopes", nargs=-1, required=True, type=click.Path(path_type=Path))
 @registry_option
@@ -98,6 +123,7 @@ def registry() -> None:
 @click.option(
     "--no-record-serial", is_flag=True, help="Do not record the serial in the trust store."
 )
+@online_key_option
 @json_option
 @handle_errors
 def registry_add(
@@ -106,6 +132,7 @@ def registry_add(
     trust_path: Path | None,
     public_keys: tuple[Path, ...],
     no_record_serial: bool,
+    online_key: Path | None,
     json_output: bool,
 ) -> None:
     """Verify signed releases and store them; refuses serial rollback.
@@ -114,6 +141,7 @@ def registry_add(
     """
     with _open(registry_location, trust_path, public_keys) as reg:
         results = [reg.add(e, record_serial=not no_record_serial) for e in envelopes]
+    publish_after_add(registry_location, online_key, json_output)
     if json_output:
         emit_json(
             {
@@ -143,17 +171,16 @@ def registry_list(
 ) -> None:
     """List every release that verifies with your trust store."""
     with _open(registry_location, trust_path, public_keys) as reg:
-        releases = reg.releases()
+        releases = reg.summaries()
         _warn_problems(reg, json_output)
         problems = list(reg.problems)
     if json_output:
-        emit_json({"ok": True, "releases": [s.to_dict() for s in releases], "skipped": problems})
+        emit_json({"ok": True, "releases": [d for d, _ in releases], "skipped": problems})
         return
-    for s in releases:
-        r = s.release
+    for d, roles in releases:
         click.echo(
-            f"{r.model} {r.version} serial {r.serial} {s.channel} "
-            f"expires {r.expires} roles {', '.join(r.components)}"
+            f"{d['model']} {d['version']} serial {d['serial']} {d['channel']} "
+            f"expires {d['expires']} roles {', '.join(roles)}"
         )
 
 

@@ -120,10 +120,20 @@ def _remote_source(
     fetcher: Fetcher | None,
     tuf_root: Path | None,
 ) -> Source:
-    """The source for a published registry URL (nothing is downloaded yet)."""
+    """TUF when a root is pinned (now, or cached earlier), else the plain listing.
+
+    Nothing is downloaded here; the source refreshes on its first query.
+    """
     from .fetch import default_fetcher
 
-    return PlainRemoteSource(location, problems, fetcher or default_fetcher(), verify)
+    fetch = fetcher or default_fetcher()
+    if urllib.parse.urlsplit(location).scheme != "file" or tuf_root is not None:
+        from .tuf_client import TufSource, pinned_root
+
+        root = pinned_root(location, tuf_root)
+        if root is not None:
+            return TufSource(location, root, trust, problems, fetch)
+    return PlainRemoteSource(location, problems, fetch, verify)
 
 
 class Registry:
@@ -312,6 +322,20 @@ class Registry:
                 self.location, f"no release {model}@{version} in the registry"
             )
         return self._statement(str(found[0][0]))
+
+    def summaries(self) -> list[tuple[dict[str, Any], list[str]]]:
+        """(release dict, roles) of every release that verifies, sorted (``registry list``).
+
+        A TUF-published registry answers from its cache, where each envelope
+        was verified with this same trust store when it arrived, so listing
+        10,000 releases does not verify 10,000 signatures again.
+        """
+        summaries = getattr(self._source, "summaries", None)
+        if summaries is None:
+            return [(s.to_dict(), list(s.release.components)) for s in self.releases()]
+        out: list[tuple[dict[str, Any], list[str]]] = summaries()
+        out.sort(key=lambda item: (item[0]["model"], Version(item[0]["version"])))
+        return out
 
     def releases(self) -> list[VerifiedStatement]:
         """Every release (newest serial per model@version) that verifies, sorted."""

@@ -1,0 +1,130 @@
+"""A registry published as a TUF repository and read by a fresh client with only root.json.
+
+The end-to-end test serves the published directory with the standard
+library's plain static server (``python -m http.server``) in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sonic_registry.cli import main
+from sonic_registry.digest import hash_file
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def static_server(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """``python -m http.server`` over tmp_path/site (127.0.0.1 only)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=site,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield site, f"http://127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "user-cache"
+    monkeypatch.setenv("SONIC_REGISTRY_CACHE", str(path))
+    return path
+
+
+def _run(args: list[str]) -> tuple[int, str, str]:
+    out = CliRunner().invoke(main, args)
+    return out.exit_code, out.stdout, out.stderr
+
+
+def test_published_registry_read_by_fresh_client_with_only_root_json(
+    tmp_path: Path,
+    static_server: tuple[Path, str],
+    cache: Path,
+    trust_file: Path,
+    make_bundle: Callable[..., Path],
+) -> None:
+    site, url = static_server
+    reg = site / "reg"
+    keys = tmp_path / "registry-keys"
+    v12 = make_bundle("v12", version="1.2.0", step=50000)
+    v13 = make_bundle("v13", version="1.3.0", step=80000)
+    trust = ["--trust", str(trust_file)]
+    # The documented commands: add a release, init (keys + TUF metadata), add with
+    # the online key (published at once).
+    code, _, err = _run(["registry", "add", str(v12), "--registry", str(reg), *trust])
+    assert code == 0, err
+    code, out, err = _run(["registry", "init", "--registry", str(reg), "--keys-dir", str(keys)])
+    assert code == 0, err
+    assert "published: 1 release(s)" in out
+    assert (keys / "registry-root.pem").stat().st_mode & 0o777 == 0o600
+    code, out, err = _run(
+        ["registry", "add", str(v13), "--registry", str(reg), *trust,
+         "--online-key", str(keys / "registry-online.pem")]
+    )  # fmt: skip
+    assert code == 0, err
+    assert "published: 2 release(s)" in out
+    # A fresh client holds only root.json (copied out of band) and its trust store.
+    root_json = tmp_path / "pinned-root.json"
+    root_json.write_bytes((reg / "metadata" / "root.json").read_bytes())
+    remote = ["--registry", f"{url}reg/", *trust]
+    code, out, err = _run(["registry", "list", *remote, "--registry-root", str(root_json)])
+    assert code == 0, err
+    assert "sonic 1.2.0 serial 1 official" in out and "sonic 1.3.0 serial 1 official" in out
+    assert "cannot detect" not in err  # read through TUF, not the unsigned listing
+    # The root is now cached: later commands need only the URL.
+    unet = v13 / "unet.safetensors"
+    code, out, err = _run(["identify", str(unet), *remote, "--json"])
+    assert code == 0, err
+    (found,) = json.loads(out)["files"]
+    assert [m["release_id"] for m in found["matches"]] == ["sonic@1.3.0#1"]
+    code, out, err = _run(["registry", "show", "sonic", "1.2.0", *remote])
+    assert code == 0 and "step 50000" in out, err
+    assert found["sha256"] == hash_file(unet).sha256
+
+
+def test_add_without_online_key_says_the_release_is_not_yet_published(
+    tmp_path: Path, trust_file: Path, make_bundle: Callable[..., Path]
+) -> None:
+    reg = tmp_path / "reg"
+    code, _, err = _run(
+        ["registry", "init", "--registry", str(reg), "--keys-dir", str(tmp_path / "k")]
+    )
+    assert code == 0, err
+    code, _, err = _run(
+        ["registry", "add", str(make_bundle("v13")), "--registry", str(reg),
+         "--trust", str(trust_file)]
+    )  # fmt: skip
+    assert code == 0
+    assert "not yet published to TUF clients" in err
+    code, _, err = _run(
+        ["registry", "init", "--registry", str(reg), "--keys-dir", str(tmp_path / "k")]
+    )
+    assert code == 2 and "already" in err
