@@ -261,13 +261,13 @@ def _write_pack(root: Path, bin_name: str, bits: int, targets: dict[str, TargetF
 
 def publish(root: Path, online_key: PrivateKey, *, force: bool = False) -> PublishResult:
     """Bring the TUF metadata in line with the registry's index; always a new timestamp."""
-    from filelock import FileLock
+    from ..locks import file_lock
 
     if not is_tuf_registry(root):
         raise UsageError(
             str(root), "not a TUF registry (no metadata/); run `sonic-registry registry init`"
         )
-    with FileLock(str(root / ix.LOCK_NAME), timeout=120):
+    with file_lock(root / ix.LOCK_TARGET, timeout=120):
         return _publish_locked(root, online_key, force=force)
 
 
@@ -342,12 +342,13 @@ def rotate_online_key(root: Path, root_key: PrivateKey, new_online: PrivateKey) 
     signed by the previous root's keys), so they stop accepting anything the
     old online key signs from their next refresh on.
     """
-    from filelock import FileLock
     from securesystemslib.signer import SSlibKey
+
+    from ..locks import file_lock
 
     store = _Store(root)
     now = datetime.now(UTC)
-    with FileLock(str(root / ix.LOCK_NAME), timeout=120):
+    with file_lock(root / ix.LOCK_TARGET, timeout=120):
         root_md = store.root_md()
         signer = _signer(root_key)
         if signer.public_key.keyid not in root_md.signed.roles["root"].keyids:
