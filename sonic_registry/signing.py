@@ -37,6 +37,7 @@ __all__ = [
     "PrivateKey",
     "PublicKey",
     "Signature",
+    "b64decode_dsse",
     "generate_key",
     "load_private_key",
     "load_public_key",
@@ -230,15 +231,23 @@ def load_public_key(path: str | Path) -> PublicKey:
     return public_key_from_pem(_read_key_file(path), where=str(path))
 
 
-def _b64decode(text: str, *, field: str, where: str) -> bytes:
+def b64decode_dsse(text: str, *, field: str, where: str) -> bytes:
+    """Standard or URL-safe base64, padded or not, as the DSSE spec allows (never mixed)."""
+    if any(c in text for c in "+/") and any(c in text for c in "-_"):
+        raise InvalidManifest(
+            field, "expected one base64 alphabet, found standard and URL-safe mixed", path=where
+        )
+    bare = text.replace("-", "+").replace("_", "/").rstrip("=")
     try:
-        return base64.b64decode(text, validate=True)
+        return base64.b64decode(bare + "=" * (-len(bare) % 4), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidManifest(field, "expected base64, found invalid data", path=where) from exc
 
 
 @dataclass(frozen=True, slots=True)
 class Signature:
+    """One DSSE signature. ``keyid`` is an unauthenticated hint ("" when absent)."""
+
     keyid: str
     sig: bytes
 
@@ -286,13 +295,20 @@ class Envelope:
             raise InvalidManifest(
                 "", f"envelope larger than {MAX_ENVELOPE_BYTES} bytes", path=where
             )
+        # Per the DSSE spec: unknown fields are ignored (top level and in each
+        # signature), keyid may be missing, null or empty (it is only a hint),
+        # and both base64 alphabets are read. payloadType and payload stay
+        # authenticated: signatures cover PAE(payloadType, payload).
         doc = loads_strict(data, where=where)
         validate(doc, "envelope", where=where)
         sigs = tuple(
-            Signature(s["keyid"], _b64decode(s["sig"], field=f"signatures.{i}.sig", where=where))
+            Signature(
+                s.get("keyid") or "",
+                b64decode_dsse(s["sig"], field=f"signatures.{i}.sig", where=where),
+            )
             for i, s in enumerate(doc["signatures"])
         )
-        payload = _b64decode(doc["payload"], field="payload", where=where)
+        payload = b64decode_dsse(doc["payload"], field="payload", where=where)
         return cls(payload=payload, payload_type=doc["payloadType"], signatures=sigs)
 
     @classmethod

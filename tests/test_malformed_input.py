@@ -69,13 +69,18 @@ def test_huge_document_refused(make_bundle, official_key) -> None:
         ),
         (
             '{"payload": "", "payloadType": "application/vnd.in-toto+json",'
-            ' "signatures": [{"keyid": "zz", "sig": "AA=="}]}',
-            "signatures.0.keyid: expected a value matching",
+            ' "signatures": [{"keyid": 7, "sig": "AA=="}]}',
+            "signatures.0.keyid: expected",
         ),
         (
-            '{"payload": "", "payloadType": "application/vnd.in-toto+json", "signatures": [],'
-            ' "extra": 1}',
-            "Additional properties are not allowed ('extra' was unexpected)",
+            '{"payload": "", "payloadType": "application/vnd.in-toto+json",'
+            ' "signatures": [{"keyid": "", "sig": ""}]}',
+            "signatures.0.sig: expected",
+        ),
+        (
+            '{"payload": "", "payloadType": "application/vnd.in-toto+json",'
+            ' "signatures": [{"keyid": "", "sig": "a+b-"}]}',
+            "found standard and URL-safe mixed",
         ),
     ],
 )

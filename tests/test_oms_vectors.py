@@ -32,7 +32,7 @@ from sonic_registry.errors import (
     UnsignedReleaseError,
     UsageError,
 )
-from sonic_registry.interop.oms import verify_oms
+from sonic_registry.interop.oms import export_oms, verify_oms
 from sonic_registry.signing import generate_key, load_public_key, save_private_key
 
 VECTORS = Path(__file__).resolve().parents[1] / ".." / "shared" / "vectors" / "model-transparency"
@@ -336,3 +336,64 @@ def test_v02_statement_is_read_as_model_signing_reads_it(tmp_path: Path) -> None
     ).encode()
     with pytest.raises(InvalidManifest, match=r"subject\.0\.name"):
         OmsStatement.from_payload(payload, "p")
+
+
+def test_p384_key_in_the_trust_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`trust add-key` takes upstream's P-384 key; `verify --oms --trust` then names it."""
+    store = tmp_path / "trust.json"
+    runner = CliRunner()
+    assert runner.invoke(main, ["trust", "init", "--trust", str(store)]).exit_code == 0
+    added = runner.invoke(
+        main, ["trust", "add-key", str(PUB), "--trust", str(store), "--name", "upstream-test"]
+    )
+    assert added.exit_code == 0, added.output
+    monkeypatch.chdir(VECTORS)
+    result = runner.invoke(
+        main,
+        [
+            "verify",
+            "v1.1.0-elliptic-key",
+            "--oms",
+            "v1.1.0-elliptic-key/model.sig",
+            "--trust",
+            str(store),
+            "--ignore-paths",
+            "v1.1.0-elliptic-key/ignore-me",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "  signed by: upstream-test (official)\n" in result.output
+
+
+@pytest.mark.parametrize("algorithm", ["ecdsa-p256", "ecdsa-p384", "ecdsa-p521"])
+def test_every_ecdsa_curve_round_trips_through_model_signing(
+    algorithm: str, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    key = generate_key(algorithm)
+    key_path, pub_path = tmp_path / "k.pem", tmp_path / "k.pub"
+    save_private_key(key, key_path, None)
+    pub_path.write_text(key.public.to_pem())
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(bytes(range(256)) * 4)
+    export_oms(model, key_path, tmp_path / "m.sig")
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "model_signing"),
+            "verify",
+            "key",
+            str(model),
+            "--signature",
+            str(tmp_path / "m.sig"),
+            "--public_key",
+            str(pub_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert verify_oms(model, tmp_path / "m.sig", pub_path).resources == 1

@@ -71,10 +71,10 @@ def read_passphrase(
 @click.argument("name", type=click.Path(path_type=Path))
 @click.option(
     "--algorithm",
-    type=click.Choice(["ed25519", "ecdsa-p256"]),
+    type=click.Choice(["ed25519", "ecdsa-p256", "ecdsa-p384", "ecdsa-p521"]),
     default="ed25519",
     show_default=True,
-    help="ecdsa-p256 keys can also sign OpenSSF model_signing signatures.",
+    help="ECDSA keys (SHA-256/384/512 by curve) can also sign OpenSSF model_signing signatures.",
 )
 @click.option("--no-passphrase", is_flag=True, help="Store the private key unencrypted.")
 @passphrase_options

@@ -22,7 +22,6 @@ itself indexes into plain dicts and fails with a ``KeyError``/``TypeError``.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
@@ -32,6 +31,7 @@ from typing import Any
 
 from ..canonical import canonical_bytes, loads_strict
 from ..errors import InvalidManifest
+from ..signing import b64decode_dsse
 
 __all__ = [
     "BUNDLE_MEDIA_TYPE",
@@ -434,11 +434,9 @@ def build_statement(
 
 
 def _b64(value: Any, field: str, where: str) -> bytes:
+    """Base64 as DSSE and protobuf JSON allow (either alphabet, padding optional)."""
     _expect(isinstance(value, str), field, "expected a base64 string", where)
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidManifest(field, "expected base64, found invalid data", path=where) from exc
+    return b64decode_dsse(value, field=field, where=where)
 
 
 @dataclass(frozen=True)
