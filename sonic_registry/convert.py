@@ -16,10 +16,8 @@ digest recorded is the digest of the bytes that were converted.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__
 from .digest import FileDigest, hash_range
 from .errors import UnreadableInputError, UsageError
+from .fileio import atomic_writer
 from .formats import sniff
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -234,25 +233,16 @@ def _layout(tensors: Mapping[str, Any]) -> list[str]:
 
 
 def _write_atomic(tensors: dict[str, Any], dst: Path, metadata: dict[str, str]) -> None:
+    """Stream the header and each tensor's bytes into ``dst`` via :func:`fileio.atomic_writer`."""
     import torch
 
     directory = dst.parent if str(dst.parent) else Path(".")
     if not directory.is_dir():
         raise UnreadableInputError(str(directory), "no such directory")
     header = _safetensors_header(tensors, metadata)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(header)
-            for name in _layout(tensors):
-                t = tensors[name]
-                if t.numel():
-                    fh.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_writer(dst) as fh:
+        fh.write(header)
+        for name in _layout(tensors):
+            t = tensors[name]
+            if t.numel():
+                fh.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()))

@@ -18,6 +18,7 @@ __all__ = [
     "NotRegularFileError",
     "atomic_write_bytes",
     "atomic_write_text",
+    "atomic_writer",
     "fsync_directory",
     "open_regular",
     "read_bounded",
@@ -29,11 +30,15 @@ class NotRegularFileError(OSError):
     """The path names a FIFO, device, socket or directory, not a file's bytes."""
 
 
-def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write ``data`` to a temp file beside ``path``, fsync it, rename over ``path``.
+@contextmanager
+def atomic_writer(path: str | Path, *, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Stream into a temp file beside ``path``; on success fsync it and rename it over ``path``.
 
-    The rename is atomic on POSIX, and the directory is fsynced afterwards so
-    the new name survives a power cut.
+    The one way this package replaces a file: the rename is atomic on POSIX and
+    the directory is fsynced afterwards, so a crash leaves the old file or the
+    new one, and the new name survives a power cut. If the ``with`` body raises,
+    the temp file is removed and ``path`` is untouched. ``fh.name`` is the temp
+    file's path, for writers that open it themselves (SQLite).
     """
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
@@ -43,10 +48,11 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int = 0o644) -> N
         raise UnreadableInputError(str(target), f"cannot write: no directory {directory}") from exc
     except OSError as exc:
         raise UnreadableInputError(str(target), f"cannot write: {exc.strerror}") from exc
+    os.close(fd)  # reopened by name, so ``fh.name`` is the temp file's path
     try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        os.chmod(tmp, mode)
+        with open(tmp, "r+b") as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
@@ -55,6 +61,12 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int = 0o644) -> N
             os.unlink(tmp)
         raise
     fsync_directory(directory)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` atomically (:func:`atomic_writer`)."""
+    with atomic_writer(path, mode=mode) as fh:
+        fh.write(data)
 
 
 def fsync_directory(directory: str | Path) -> None:

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,3 +83,55 @@ def test_writing_into_a_missing_directory_is_one_clear_line(tmp_path: Path) -> N
     with pytest.raises(UnreadableInputError) as exc:
         fileio.atomic_write_bytes(target, b"x")
     assert str(exc.value) == f"{target}: cannot write: no directory {target.parent}"
+
+
+def test_atomic_writer_streams_and_syncs_the_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real = fileio.fsync_directory
+    monkeypatch.setattr(fileio, "fsync_directory", lambda d: (synced.append(str(d)), real(d)))
+    target = tmp_path / "big.bin"
+    target.write_bytes(b"old")
+    with fileio.atomic_writer(target, mode=0o600) as fh:
+        assert Path(fh.name).parent == tmp_path and fh.name != str(target)
+        for i in range(4):
+            fh.write(bytes([i]) * 1000)
+        assert target.read_bytes() == b"old"  # nothing visible before the rename
+    assert target.read_bytes() == b"".join(bytes([i]) * 1000 for i in range(4))
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert synced == [str(tmp_path)]
+    assert os.listdir(tmp_path) == ["big.bin"]
+
+
+def test_atomic_writer_failure_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "index.sqlite"
+    target.write_bytes(b"old")
+    with pytest.raises(Crash), fileio.atomic_writer(target) as fh:
+        fh.write(b"half of the new")
+        raise Crash("killed mid-write")
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["index.sqlite"]
+
+
+def test_convert_writes_through_atomic_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """convert used to rename without syncing the directory; it now uses the one writer."""
+    torch = pytest.importorskip("torch")
+    import sonic_registry.convert as convert_module
+
+    src = tmp_path / "ckpt.pth"
+    torch.save({"w": torch.ones(3)}, src)
+    dst = tmp_path / "out.safetensors"
+    calls: list[Path] = []
+    real = fileio.atomic_writer
+
+    def spy(path: Path, **kw: int) -> Any:
+        calls.append(Path(path))
+        return real(path, **kw)
+
+    monkeypatch.setattr(convert_module, "atomic_writer", spy)
+    convert_module.convert_checkpoint(src, dst)
+    assert calls == [dst] and dst.stat().st_size > 0
+    assert sorted(os.listdir(tmp_path)) == ["ckpt.pth", "out.safetensors"]

@@ -10,16 +10,14 @@ the envelopes alone. Opening a directory reads nothing; the index is opened
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RollbackError, UnreadableInputError, UsageError, VerificationError
-from ..fileio import atomic_write_bytes, read_bounded
+from ..fileio import atomic_write_bytes, atomic_writer, read_bounded
 from ..locks import file_lock
 from . import index as ix
 from .fetch import MAX_DOWNLOAD_BYTES
@@ -184,17 +182,16 @@ class LocalSource:
 
     def _rebuild_unlocked(self) -> int:
         newest = self._newest_verified()
-        tmp = self.root / f".{ix.INDEX_NAME}.{os.getpid()}.tmp"
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        conn = ix.connect(tmp)
-        try:
-            with ix.transaction(conn):
-                for statement, rel, sha in newest.values():
-                    ix.index_statement(conn, statement, rel, sha)
-            atomic_write_bytes(self.root / ix.LISTING_NAME, ix.listing_bytes(conn))
-        finally:
-            conn.close()
-        self.close()
-        os.replace(tmp, self.root / ix.INDEX_NAME)
+        # SQLite writes the temp file itself; atomic_writer fsyncs it, renames it
+        # over the index and fsyncs the directory (or removes it on failure).
+        with atomic_writer(self.root / ix.INDEX_NAME) as fh:
+            conn = ix.connect(fh.name)
+            try:
+                with ix.transaction(conn):
+                    for statement, rel, sha in newest.values():
+                        ix.index_statement(conn, statement, rel, sha)
+                atomic_write_bytes(self.root / ix.LISTING_NAME, ix.listing_bytes(conn))
+            finally:
+                conn.close()
+            self.close()
         return len(newest)
