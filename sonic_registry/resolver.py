@@ -36,7 +36,6 @@ from .errors import (
     UnsignedReleaseError,
 )
 from .identify import identify_digest, judge, unknown_file_advice
-from .trust import channel_label
 from .workflows import Graph, InterfaceMismatchError, WeightRef, load_graph
 
 if TYPE_CHECKING:
@@ -115,6 +114,8 @@ class Resolution:
 
     @property
     def label(self) -> str:
+        from .trust import channel_label  # lazy: keeps the workflows hook free of crypto
+
         return channel_label(self.channel)
 
     @property

@@ -182,3 +182,32 @@ def test_readme_shell_completion_lines_work(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert words.stdout.split() == ["plain,verify"]
+
+
+def test_readme_model_signing_vectors_session() -> None:
+    """The README's session over model_signing's own test models, run as written by a shell."""
+    vectors = PROJECT.parent / "shared" / "vectors" / "model-transparency"
+    if not vectors.is_dir():
+        pytest.skip("model_signing vectors not checked out beside the repo")
+    import os
+    import sys
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    steps = console_steps("v1.0.0-elliptic-key/signme-1")
+    assert len(steps) == 6
+    for command, expected in steps:
+        proc = subprocess.run(
+            ["bash", "-c", command],
+            cwd=vectors,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        # Errors and warnings go to stderr, after the report and before the shell's
+        # `echo "exit $?"`: the order a terminal shows them in.
+        lines = (proc.stdout + proc.stderr).splitlines()
+        shown = [x for x in lines if not x.startswith("exit ")] + [
+            x for x in lines if x.startswith("exit ")
+        ]
+        assert shown == expected, command

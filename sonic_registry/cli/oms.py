@@ -98,6 +98,10 @@ def export_oms(
         click.echo(f"  not signed (ignored): {name}")
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 @handle_errors
 def run_verify_oms(
     model_dir: Path,
@@ -146,8 +150,8 @@ def run_verify_oms(
     legacy = ", model_signing 0.2 format" if result.legacy_format else ""
     click.echo(
         f"verified OMS signature {result.signature} for {result.model_name or model_dir.name!r} "
-        f"({result.method} serialization{size}{legacy}): {len(result.files)} files, "
-        f"{result.resources} digests"
+        f"({result.method} serialization{size}{legacy}): {_count(len(result.files), 'file')}, "
+        f"{_count(result.resources, 'digest')}"
     )
     channel = f" ({result.channel})" if result.channel else ""
     kind = " (certificate)" if result.certificate_subject else ""

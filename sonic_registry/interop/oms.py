@@ -338,7 +338,13 @@ def _compare_names(
                     )
                 )
             else:
-                errors.append(UnlistedFileError(fname, "not covered by the signature"))
+                errors.append(
+                    UnlistedFileError(
+                        fname,
+                        "not covered by the signature (if it is not part of the model, "
+                        "leave it out with --ignore-paths, as model_signing does)",
+                    )
+                )
         elif len(want) != resource_count(f, ser) or set(names_for(f, ser)) != want:
             # Count first: names are built only when they can match the signed
             # ones, so a tiny shard_size cannot make us list billions of names.
