@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__
 from .digest import FileDigest, hash_range
 from .errors import UnreadableInputError, UsageError
-from .fileio import atomic_writer
+from .fileio import atomic_writer, open_regular
 from .formats import sniff
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -152,7 +152,7 @@ def convert_checkpoint(
     if dst.exists() and not overwrite:
         raise UsageError(str(dst), "already exists (pass --force to replace it)")
     try:
-        fd = os.open(src, os.O_RDONLY)
+        fd, _ = open_regular(src)  # a FIFO in place of the source is refused, never waited on
     except FileNotFoundError as exc:
         raise UnreadableInputError(where, "no such file") from exc
     except OSError as exc:

@@ -22,6 +22,7 @@ __all__ = [
     "fsync_directory",
     "open_regular",
     "read_bounded",
+    "read_regular",
     "reading",
 ]
 
@@ -111,6 +112,16 @@ def open_regular(path: str | Path, *, follow_symlinks: bool = True) -> tuple[int
         os.close(fd)
         raise
     return fd, st
+
+
+def read_regular(path: str | Path, limit: int = -1) -> bytes:
+    """At most ``limit`` bytes (all when -1) of a regular file; FIFOs and devices raise OSError.
+
+    For callers that report ``OSError`` in their own words (the hooks).
+    """
+    fd, _ = open_regular(path)
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read(limit)
 
 
 def _kind(mode: int) -> str:

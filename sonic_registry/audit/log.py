@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -198,10 +199,15 @@ class AuditLog:
 
     def _appendlocked(self, fields: Mapping[str, Any]) -> Record:
         created = not self.path.exists()
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0)
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, flags, 0o644)
         except OSError as exc:
             raise UnreadableInputError(str(self.path), f"cannot open: {exc.strerror}") from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device would swallow records
+            os.close(fd)
+            raise UnreadableInputError(str(self.path), "expected a log file, found a special file")
+        os.set_blocking(fd, True)
         try:
             size = os.fstat(fd).st_size
             seq, prev = 1, GENESIS

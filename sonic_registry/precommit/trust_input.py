@@ -6,6 +6,8 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from ..fileio import read_regular
+
 if TYPE_CHECKING:
     from ..trust import TrustStore
 
@@ -33,7 +35,7 @@ class Trust(NamedTuple):
             if p is None:
                 continue
             try:
-                data = p.read_bytes()
+                data = read_regular(p)
             except OSError as exc:
                 raise HookUsageError(f"{p}: cannot read the trust input: {exc.strerror}") from exc
             h.update(str(p).encode() + b"\0" + hashlib.sha256(data).digest())

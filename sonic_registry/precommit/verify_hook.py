@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..constants import MAX_ENVELOPE_BYTES
+from ..fileio import NotRegularFileError, open_regular
 from .cache import Caches, snapshot, stat_key
 from .repo import ENVELOPE_NAME, TOML_NAME, display, is_below
 
@@ -71,13 +72,16 @@ def verify_repo(
 
 def _verify_one(root: Path, run: _Run) -> list[str]:
     try:
-        with open(root / ENVELOPE_NAME, "rb") as fh:
+        fd, _ = open_regular(root / ENVELOPE_NAME)  # never blocks on a FIFO
+        with os.fdopen(fd, "rb") as fh:
             env_bytes = fh.read(MAX_ENVELOPE_BYTES + 1)  # a larger one is refused as malformed
     except FileNotFoundError:
         return [
             f"{display(root, TOML_NAME)}: expected a signed {ENVELOPE_NAME} beside it, found "
             f"none (run `sonic-registry sign {root.as_posix()} --key KEY`)"
         ]
+    except NotRegularFileError as exc:
+        return [f"{display(root, ENVELOPE_NAME)}: {exc.strerror}, expected a DSSE envelope"]
     except OSError as exc:
         return [f"{display(root, ENVELOPE_NAME)}: cannot read: {exc.strerror}"]
     env_sha = hashlib.sha256(env_bytes).hexdigest()

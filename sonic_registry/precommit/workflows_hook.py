@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..constants import ENVELOPE_NAME, MAX_WORKFLOW_BYTES, TOML_NAME
+from ..fileio import read_regular
 from .repo import repo_files
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def is_workflow(path: str | Path) -> bool:
     try:
         if p.stat().st_size > MAX_WORKFLOW_BYTES:
             return False
-        data = p.read_bytes()
+        data = read_regular(p, MAX_WORKFLOW_BYTES + 1)  # never blocks on a FIFO
         if suffix == ".toml":
             import tomllib
 
