@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from .constants import RACY_SECONDS
 from .errors import UnreadableInputError
@@ -43,6 +43,7 @@ __all__ = [
     "hash_file",
     "hash_files",
     "hash_range",
+    "pool_map",
     "sharded_digests",
 ]
 
@@ -52,6 +53,8 @@ CHUNK_SIZE = 1 << 20
 SHARD_SIZE = 64 << 20
 
 Progress = Callable[[int], None]
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +194,12 @@ def hash_file(path: str | Path, *, progress: Progress | None = None) -> FileDige
     return FileDigest(digest, size)
 
 
-def _pool_map(fn: Callable[[Any], Any], items: Sequence[Any], threads: int | None) -> list[Any]:
+def pool_map(fn: Callable[[_T], _R], items: Sequence[_T], threads: int | None = None) -> list[_R]:
+    """``[fn(item) for item in items]`` on the hashing thread pool, results in input order.
+
+    The one pool every hasher uses (whole files, shards, OMS resources): at most
+    ``threads`` (default :func:`default_threads`) workers, none for one item.
+    """
     workers = min(len(items), threads or default_threads())
     if workers <= 1:
         return [fn(item) for item in items]
@@ -209,7 +217,7 @@ def hash_files(
     items = [Path(p) for p in paths]
     # Largest first so one big file does not start last and finish alone.
     order = sorted(range(len(items)), key=lambda i: -_size_or_zero(items[i]))
-    results = _pool_map(lambda i: (i, hash_file(items[i], progress=progress)), order, threads)
+    results = pool_map(lambda i: (i, hash_file(items[i], progress=progress)), order, threads)
     out: list[FileDigest | None] = [None] * len(items)
     for i, d in results:
         out[i] = d
@@ -256,7 +264,7 @@ def sharded_digests(
         )
         return i, k, hexdigest, n
 
-    results = _pool_map(run, tasks, threads)
+    results = pool_map(run, tasks, threads)
     whole_hex: dict[int, tuple[str, int]] = {}
     shard_hex: dict[int, dict[int, str]] = {}
     for i, k, hexdigest, n in results:

@@ -333,6 +333,26 @@ def test_export_never_overwrites_a_weight_file(tmp_path: Path, ec_key: Keys) -> 
     assert (root / "unet.safetensors").read_bytes() == before
 
 
+def test_shard_digests_use_the_shared_hash_pool(
+    tmp_path: Path, ec_key: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OMS shard hashing runs on digest.pool_map (one pool, one thread setting)."""
+    import sonic_registry.interop._oms_tree as oms_tree
+
+    seen: list[tuple[int, int | None]] = []
+    real = oms_tree.pool_map
+
+    def spy(fn: Any, items: Any, threads: int | None = None) -> Any:
+        seen.append((len(items), threads))
+        return real(fn, items, threads)
+
+    monkeypatch.setattr(oms_tree, "pool_map", spy)
+    root = _model(tmp_path / "m")
+    exported = export_oms(root, ec_key.key_path, tmp_path / "m.sig", shard_size=1000, threads=2)
+    assert seen == [(exported.resources, 2)]
+    assert verify_oms(root, tmp_path / "m.sig", ec_key.pub_path).files
+
+
 def test_export_refuses_what_shards_cannot_record(tmp_path: Path, ec_key: Keys) -> None:
     root = _model(tmp_path / "m")
     (root / "marker").write_bytes(b"")

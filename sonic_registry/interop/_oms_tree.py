@@ -20,11 +20,10 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..digest import default_threads, hash_files, hash_range
+from ..digest import hash_files, hash_range, pool_map
 from ..errors import (
     SonicRegistryError,
     UnlistedFileError,
@@ -259,6 +258,4 @@ def compute_digests(
             raise UnreadableInputError(names[name].name, "file shrank while being hashed")
         return name, hexdigest
 
-    workers = min(len(names), threads or default_threads()) or 1
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="oms-hash") as pool:
-        return dict(pool.map(one, list(names)))
+    return dict(pool_map(one, list(names), threads))
