@@ -1,5 +1,7 @@
 """End to end against a REAL ComfyUI server (runs only when COMFYUI_DIR is set).
 
+The server helpers are in ``bench/comfyui_server.py`` (the guard benchmark uses them too).
+
 ``COMFYUI_DIR`` is a ComfyUI checkout; ``COMFYUI_PYTHON`` the Python that runs
 it (torch and ComfyUI's requirements installed, plus sonic-registry's core
 dependencies; default: this Python). The test
@@ -22,101 +24,36 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from comfyui_workflow import ui_to_api, widget_names_from_object_info
 from sonic_install import WORKFLOWS, install, make_registry, sonic_release
 from test_comfyui_pack import write_wav
 
 from sonic_registry.audit import find_output, verify_log
 
-ROOT = Path(__file__).resolve().parent.parent
-STANDIN_PACK = Path(__file__).parent / "data" / "comfyui" / "sonic_standin_pack.py"
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # bench/ is a top-level package of the repo, not installed
+    sys.path.insert(0, str(REPO))
+
+from bench.comfyui_server import (  # noqa: E402
+    Server,
+    comfyui_python,
+    install_command,
+    layout,
+    server_env,
+    start_server,
+    ui_to_api,
+    widget_names_from_object_info,
+)
+
 EXAMPLE = WORKFLOWS / "smthemex-ComfyUI_Sonic" / "example.json"
-_OWN_DIRS = {"custom_nodes", "models", "input", "output", "user", "temp", ".git"}
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    base: Path
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=120) as r:
-            return json.loads(r.read())
-
-    def post_prompt(self, prompt: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        body = json.dumps({"prompt": prompt, "client_id": "e2e"}).encode()
-        req = urllib.request.Request(
-            self.url + "/prompt", body, {"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=120) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
-    def wait_done(self, prompt_id: str, timeout: float = 120) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            entry = self.get(f"/history/{prompt_id}").get(prompt_id)
-            status = entry.get("status", {}) if entry else {}
-            if status.get("status_str") in ("success", "error"):
-                return dict(entry)
-            time.sleep(0.3)
-        raise AssertionError(f"prompt {prompt_id} did not finish:\n{self.log.read_text()[-3000:]}")
-
-
-def _comfyui() -> tuple[Path, str]:
-    where = os.environ.get("COMFYUI_DIR")
-    if not where:
-        pytest.skip(
-            "COMFYUI_DIR is not set: the end-to-end test against a real ComfyUI server "
-            "did not run (set COMFYUI_DIR, and COMFYUI_PYTHON to ComfyUI's Python)"
-        )
-    return Path(where), os.environ.get("COMFYUI_PYTHON", sys.executable)
-
-
-def _layout(checkout: Path, base: Path) -> None:
-    base.mkdir(parents=True)
-    for entry in checkout.iterdir():
-        if entry.name not in _OWN_DIRS:
-            (base / entry.name).symlink_to(entry)
-    for name in _OWN_DIRS - {".git"}:
-        (base / name).mkdir()
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "SONIC_REGISTRY_CONFIG"}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
-
-
-def _sonic_registry(python: str) -> list[str]:
-    script = Path(python).parent / "sonic-registry"
-    if script.is_file():
-        return [str(script)]
-    return [python, "-c", "from sonic_registry.cli import main; main()"]
 
 
 @pytest.fixture
@@ -125,21 +62,23 @@ def server(
     make_bundle: Callable[..., Path],
     trust_file: Path,
 ) -> Iterator[tuple[Server, dict[str, Path]]]:
-    checkout, python = _comfyui()
-    base = tmp_path / "ComfyUI"
-    _layout(checkout, base)
+    where = os.environ.get("COMFYUI_DIR")
+    if not where:
+        pytest.skip(
+            "COMFYUI_DIR is not set: the end-to-end test against a real ComfyUI server "
+            "did not run (set COMFYUI_DIR, and COMFYUI_PYTHON to ComfyUI's Python)"
+        )
+    python = comfyui_python()
+    base = layout(Path(where), tmp_path / "ComfyUI")
     installed = subprocess.run(
-        [*_sonic_registry(python), "comfyui", "install", "--comfyui-dir", str(base)],
-        env=_env(),
+        [*install_command(python), "comfyui", "install", "--comfyui-dir", str(base)],
+        env=server_env(),
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert installed.returncode == 0, installed.stderr
     assert installed.stdout.startswith("installed: ")
-    standin = base / "custom_nodes" / "ComfyUI_Sonic_standin"
-    standin.mkdir()
-    shutil.copyfile(STANDIN_PACK, standin / "__init__.py")
 
     v12 = sonic_release(make_bundle, "v12", version="1.2.0", step=50000)
     v13 = sonic_release(make_bundle, "v13", version="1.3.0", step=80000)
@@ -151,46 +90,11 @@ def server(
     from PIL import Image
 
     Image.new("RGB", (64, 64), (200, 150, 120)).save(base / "input" / "4.jpg")
-
-    port = _free_port()
-    log = tmp_path / "comfyui.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                python,
-                "main.py",
-                "--cpu",
-                "--listen",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--base-directory",
-                str(base),
-            ],
-            cwd=base,
-            env=_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    srv = Server(base, f"http://127.0.0.1:{port}", process, log)
+    srv = start_server(base, python, tmp_path / "comfyui.log")
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                srv.get("/system_stats")
-                break
-            except (OSError, ValueError):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    tail = log.read_text()[-3000:]
-                    raise AssertionError(f"ComfyUI did not start:\n{tail}") from None
-                time.sleep(0.5)
         yield srv, {"v12": v12, "v13": v13}
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        srv.stop()
 
 
 def _flip_byte(path: Path) -> None:

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from comfyui_standin import StandIn
-from comfyui_workflow import ui_to_api
 from sonic_install import WORKFLOWS, install, make_registry, sonic_release
 
 from sonic_registry.audit import find_output, verify_log
@@ -33,6 +32,12 @@ from sonic_registry.comfyui_pack.guard import Verdict, guard_prompt, is_sonic_pr
 from sonic_registry.comfyui_pack.install import PACK_DIR_NAME
 from sonic_registry.comfyui_pack.messages import comfy_locale
 from sonic_registry.errors import InvalidManifest, UnreadableInputError
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # bench/ is a top-level package of the repo, not installed
+    sys.path.insert(0, str(REPO))
+
+from bench.comfyui_server import ui_to_api  # noqa: E402
 
 EXAMPLE = WORKFLOWS / "smthemex-ComfyUI_Sonic" / "example.json"
 SDXL_API = WORKFLOWS / "Peleke-comfyui-mcp" / "19fceae" / "lipsync-sonic.json"
