@@ -483,3 +483,14 @@ def test_defaults_without_a_config(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     config = load_config(tmp_path)
     assert config == PackConfig(source="defaults")
     assert config.action("mixed") == "refuse" and config.action("unknown") == "warn"
+
+
+def test_guard_benchmark_runs_and_never_rehashes_unchanged_files(tmp_path: Path) -> None:
+    """bench/comfyui_guard.py's in-process case: its shape, never a timing."""
+    from bench.comfyui_guard import in_process
+
+    stats, hashed, statuses = in_process(tmp_path, reps=3)
+    assert list(stats) == ["validate_prompt without the pack", "validate_prompt with the guard"]
+    assert all(s.reps == 3 for s in stats.values())
+    assert hashed == 0
+    assert statuses == {"1": "official", "4": "official", "5": "official"}
