@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import UnreadableInputError
+from ..errors import UnreadableInputError, UsageError
 
 __all__ = [
     "DEADLINE_S",
@@ -152,8 +152,29 @@ _DEFAULT: HttpFetcher | None = None
 
 
 def default_fetcher() -> HttpFetcher:
-    """The process-wide fetcher (one connection pool)."""
+    """The process-wide fetcher (one connection pool).
+
+    ``SONIC_REGISTRY_DOWNLOAD_DEADLINE`` (seconds) overrides the per-download deadline.
+    """
     global _DEFAULT
-    if _DEFAULT is None:
-        _DEFAULT = HttpFetcher()
+    deadline = _deadline_from_env()
+    if _DEFAULT is None or _DEFAULT.deadline_s != deadline:
+        _DEFAULT = HttpFetcher(deadline)
     return _DEFAULT
+
+
+def _deadline_from_env() -> float:
+    import os
+
+    text = os.environ.get("SONIC_REGISTRY_DOWNLOAD_DEADLINE")
+    if not text:
+        return DEADLINE_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 86400:
+        raise UsageError(
+            "SONIC_REGISTRY_DOWNLOAD_DEADLINE", f"expected seconds (0 < s < 86400), found {text!r}"
+        )
+    return value
