@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ __all__ = [
     "PublicKey",
     "Signature",
     "b64decode_dsse",
+    "describe_keys",
     "generate_key",
     "load_private_key",
     "load_public_key",
@@ -63,8 +65,18 @@ _ECDSA: dict[str, tuple[ec.EllipticCurve, hashes.HashAlgorithm]] = {
     "ecdsa-p384": (ec.SECP384R1(), hashes.SHA384()),
     "ecdsa-p521": (ec.SECP521R1(), hashes.SHA512()),
 }
-#: What a key may be, worded for refusals.
-KEY_TYPES_TEXT = "an Ed25519 or ECDSA P-256/P-384/P-521 key"
+
+
+def describe_keys(algorithms: Collection[str]) -> str:
+    """What a place accepts, worded for its refusals: ``an Ed25519 or ECDSA P-256/P-384 key``."""
+    curves = "/".join(f"P-{a[-3:]}" for a in ALGORITHMS if a in algorithms and a in _ECDSA)
+    kinds = ["Ed25519"] if "ed25519" in algorithms else []
+    kinds += [f"ECDSA {curves}"] if curves else []
+    return f"an {' or '.join(kinds)} key"
+
+
+#: What a key may be anywhere a key is read, worded for refusals.
+KEY_TYPES_TEXT = describe_keys(ALGORITHMS)
 
 _PublicKeyTypes = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
 _PrivateKeyTypes = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
@@ -76,15 +88,17 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     return b"DSSEv1 %d %b %d %b" % (len(t), t, len(payload), payload)
 
 
-def _algorithm_of(key: _PublicKeyTypes, where: str) -> str:
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return "ed25519"
-    for algorithm, (curve, _) in _ECDSA.items():
-        if key.curve.name == curve.name:
-            return algorithm
-    raise InvalidKeyError(
-        where, f"expected {KEY_TYPES_TEXT}, found an ECDSA key on curve {key.curve.name}"
-    )
+def _algorithm_of(key: object, where: str, accepted: Collection[str]) -> str:
+    """Our name for the key's algorithm, if ``accepted``; else one line listing what is."""
+    found = type(key).__name__
+    if isinstance(key, ed25519.Ed25519PublicKey | ed25519.Ed25519PrivateKey):
+        found = "ed25519"
+    elif isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
+        names = [a for a, (curve, _) in _ECDSA.items() if key.curve.name == curve.name]
+        found = names[0] if names else f"an ECDSA key on curve {key.curve.name}"
+    if found not in accepted:
+        raise InvalidKeyError(where, f"expected {describe_keys(accepted)}, found {found}")
+    return found
 
 
 def _ecdsa(algorithm: str) -> ec.ECDSA:
@@ -190,8 +204,13 @@ def _read_key_file(path: str | Path) -> bytes:
     return read_bounded(path, MAX_KEY_FILE, kind="PEM key file", missing="no such key file")
 
 
-def load_private_key(path: str | Path, passphrase: bytes | None = None) -> PrivateKey:
-    """Load a PKCS#8 PEM private key, with one clear line for each way it can fail."""
+def load_private_key(
+    path: str | Path, passphrase: bytes | None = None, *, accepted: Collection[str] = ALGORITHMS
+) -> PrivateKey:
+    """Load a PKCS#8 PEM private key, with one clear line for each way it can fail.
+
+    ``accepted`` names the algorithms the caller can use; a refusal lists them.
+    """
     where = str(path)
     data = _read_key_file(path)
     if b"PUBLIC KEY-----" in data and b"PRIVATE KEY-----" not in data:
@@ -209,26 +228,29 @@ def load_private_key(path: str | Path, passphrase: bytes | None = None) -> Priva
             raise InvalidKeyError(where, "wrong passphrase") from exc
         raise InvalidKeyError(where, "expected a PEM private key, found unparseable data") from exc
     except UnsupportedAlgorithm as exc:
-        raise InvalidKeyError(where, f"expected {KEY_TYPES_TEXT}") from exc
-    if not isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
-        raise InvalidKeyError(where, f"expected {KEY_TYPES_TEXT}, found {type(key).__name__}")
-    return PrivateKey(key, _algorithm_of(key.public_key(), where))
+        raise InvalidKeyError(where, f"expected {describe_keys(accepted)}") from exc
+    algorithm = _algorithm_of(key, where, accepted)
+    assert isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey)
+    return PrivateKey(key, algorithm)
 
 
-def public_key_from_pem(data: bytes, *, where: str = "") -> PublicKey:
+def public_key_from_pem(
+    data: bytes, *, where: str = "", accepted: Collection[str] = ALGORITHMS
+) -> PublicKey:
+    """A SubjectPublicKeyInfo PEM key of one of the ``accepted`` algorithms (refusals list them)."""
     if b"PRIVATE KEY-----" in data:
         raise InvalidKeyError(where, "expected a public key, found a private key")
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise InvalidKeyError(where, "expected a PEM public key, found unparseable data") from exc
-    if not isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
-        raise InvalidKeyError(where, f"expected {KEY_TYPES_TEXT}, found {type(key).__name__}")
-    return PublicKey(key, _algorithm_of(key, where))
+    algorithm = _algorithm_of(key, where, accepted)
+    assert isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey)
+    return PublicKey(key, algorithm)
 
 
-def load_public_key(path: str | Path) -> PublicKey:
-    return public_key_from_pem(_read_key_file(path), where=str(path))
+def load_public_key(path: str | Path, *, accepted: Collection[str] = ALGORITHMS) -> PublicKey:
+    return public_key_from_pem(_read_key_file(path), where=str(path), accepted=accepted)
 
 
 def b64decode_dsse(text: str, *, field: str, where: str) -> bytes:

@@ -397,3 +397,42 @@ def test_every_ecdsa_curve_round_trips_through_model_signing(
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert verify_oms(model, tmp_path / "m.sig", pub_path).resources == 1
+
+
+def test_refused_keys_and_flags_say_what_is_accepted(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    rsa_pub = tmp_path / "rsa.pub"
+    rsa_pub.write_bytes(
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    store = tmp_path / "trust.json"
+    runner = CliRunner()
+    assert runner.invoke(main, ["trust", "init", "--trust", str(store)]).exit_code == 0
+    refused = runner.invoke(main, ["trust", "add-key", str(rsa_pub), "--trust", str(store)])
+    assert refused.exit_code == 2
+    assert "expected an Ed25519 or ECDSA P-256/P-384/P-521 key" in refused.output
+    # --oms offers only what an OMS signature can carry.
+    oms = runner.invoke(
+        main,
+        [
+            "verify",
+            str(VECTORS / "v1.1.0-elliptic-key"),
+            "--oms",
+            str(VECTORS / "v1.1.0-elliptic-key" / "model.sig"),
+            "--public-key",
+            str(rsa_pub),
+        ],
+    )
+    assert oms.exit_code == 2 and "expected an ECDSA P-256/P-384/P-521 key, found" in oms.output
+    assert "Ed25519" not in oms.output
+    # The OMS-only flags without --oms are one usage line.
+    for flag, value in (("--ignore-paths", "x"), ("--certificate-chain", str(CA))):
+        result = runner.invoke(
+            main, ["verify", str(tmp_path), flag, value, "--public-key", str(PUB)]
+        )
+        assert (
+            result.exit_code == 2 and f"{flag}: applies to OpenSSF model_signing" in result.output
+        )

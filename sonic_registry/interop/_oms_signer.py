@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadSignatureError, InvalidKeyError, SonicRegistryError, UsageError
-from ..signing import PAYLOAD_TYPE, PublicKey, Signature, load_public_key, pae
+from ..signing import PAYLOAD_TYPE, PublicKey, Signature, describe_keys, load_public_key, pae
 from ..trust import TrustedKey, TrustStore, get_verification_result
 from ._oms_format import PREDICATE_TYPE_V01, OmsBundle
 
@@ -30,11 +30,10 @@ ECDSA_ALGORITHMS = ("ecdsa-p256", "ecdsa-p384", "ecdsa-p521")
 
 
 def require_ecdsa(algorithm: str, where: str) -> None:
+    """Refuse a key OMS cannot carry, listing the ones it can (never Ed25519)."""
     if algorithm not in ECDSA_ALGORITHMS:
         raise InvalidKeyError(
-            where,
-            f"expected an ECDSA P-256, P-384 or P-521 key (the only keys OMS signatures carry), "
-            f"found {algorithm}: sonic-registry keygen --algorithm ecdsa-p256 makes one",
+            where, f"expected {describe_keys(ECDSA_ALGORITHMS)}, found {algorithm}"
         )
 
 
@@ -64,7 +63,11 @@ class Signer:
         if isinstance(public_key, TrustStore):
             return cls(public_key, False)
         assert public_key is not None
-        key = public_key if isinstance(public_key, PublicKey) else load_public_key(public_key)
+        key = (
+            public_key
+            if isinstance(public_key, PublicKey)
+            else load_public_key(public_key, accepted=ECDSA_ALGORITHMS)
+        )
         label = "--public-key" if isinstance(public_key, PublicKey) else str(public_key)
         require_ecdsa(key.algorithm, label)
         return cls(TrustStore.from_public_keys([key]), True)

@@ -52,7 +52,7 @@ from ._oms_format import (
     build_statement,
     check_relative_path,
 )
-from ._oms_signer import Signer, key_hint, require_ecdsa
+from ._oms_signer import ECDSA_ALGORITHMS, Signer, key_hint, require_ecdsa
 from ._oms_tree import (
     ModelFile,
     ModelTree,
@@ -391,7 +391,11 @@ def export_oms(
     out_path = Path(out)
     if not (root.is_dir() or root.is_file()):
         raise UnreadableInputError(str(root), "expected a model directory or file")
-    signer = key if isinstance(key, PrivateKey) else load_private_key(key, passphrase)
+    signer = (
+        key
+        if isinstance(key, PrivateKey)
+        else load_private_key(key, passphrase, accepted=ECDSA_ALGORITHMS)
+    )
     require_ecdsa(signer.algorithm, "--key" if isinstance(key, PrivateKey) else str(key))
     if shard_size is not None and (isinstance(shard_size, bool) or shard_size <= 0):
         raise UsageError("--shard-size", f"expected a positive integer, found {shard_size}")
