@@ -10,7 +10,6 @@ serial is recorded only after every file verified).
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .canonical import canonical_bytes, loads_strict
+from .confine import confined, path_in_bundle
 from .constants import ENVELOPE_NAME, OMS_SIGNATURE_NAME, TOML_NAME
 from .digest import (
     SHARD_SIZE,
@@ -35,7 +35,6 @@ from .errors import (
     SonicRegistryError,
     UnlistedFileError,
     UnreadableInputError,
-    UnsafePathError,
     UnsignedReleaseError,
     UsageError,
     VerificationError,
@@ -43,6 +42,7 @@ from .errors import (
 from .fileio import atomic_write_bytes
 from .formats import is_weight_file
 from .manifest import PREDICATE_TYPE, Release, check_relative_path, parse_time
+from .prehash import Prehash
 from .schema import validate
 from .signing import Envelope, PrivateKey, PublicKey
 from .trust import TrustStore, get_verification_result, record_verified_serial, resolve_trust
@@ -163,48 +163,14 @@ def list_bundle_files(root: Path) -> list[str]:
             full = os.path.join(dirpath, d)
             if os.path.islink(full):
                 dirnames.remove(d)
-                _confined(root, real_root, os.path.normpath(os.path.join(rel_dir, d)))
+                confined(root, real_root, os.path.normpath(os.path.join(rel_dir, d)))
         for name in sorted(filenames):
             rel = os.path.normpath(os.path.join(rel_dir, name)).replace(os.sep, "/")
             if _is_skipped(rel):
                 continue
-            _confined(root, real_root, rel)
+            confined(root, real_root, rel)
             out.append(rel)
     return sorted(out)
-
-
-def path_in_bundle(root: str | Path, rel: str) -> str:
-    """The real path of ``rel`` under ``root``; links may not leave the root.
-
-    The one confinement rule shared by sign, verify and the verified loader.
-    """
-    return _confined(Path(root), os.path.realpath(root), rel)
-
-
-def _confined(root: Path, real_root: str, rel: str) -> str:
-    """Resolve ``rel`` under ``root``; refuse escapes and non-regular files."""
-    full = os.path.join(root, rel)
-    real = os.path.realpath(full)
-    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
-        raise UnsafePathError(rel, f"expected a path inside the bundle, found a link to {real}")
-    try:
-        st = os.stat(real)
-    except FileNotFoundError as exc:
-        raise DigestMismatchError(rel, "expected a file, found it missing") from exc
-    if stat.S_ISDIR(st.st_mode):
-        return real
-    if not stat.S_ISREG(st.st_mode):
-        kind = (
-            "FIFO"
-            if stat.S_ISFIFO(st.st_mode)
-            else "device"
-            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
-            else "socket"
-            if stat.S_ISSOCK(st.st_mode)
-            else "special file"
-        )
-        raise UnsafePathError(rel, f"expected a regular file, found a {kind}")
-    return real
 
 
 # --- signing ------------------------------------------------------------------
@@ -238,7 +204,7 @@ def _digest_bundle(
     # Hash the confined target of each name (list_bundle_files allows links that
     # stay inside the root), exactly as check_files does when verifying.
     real_root = os.path.realpath(root)
-    reals = [_confined(root, real_root, n) for n in names]
+    reals = [confined(root, real_root, n) for n in names]
     digests = sharded_digests(
         reals, shard_size=shard_size, whole=True, threads=threads, progress=progress
     )
@@ -455,8 +421,14 @@ def check_files(
     prefer_blake3: bool = True,
     shortcut: Shortcut | None = None,
     on_match: OnMatch | None = None,
+    prehash: Prehash | None = None,
 ) -> tuple[list[SonicRegistryError], list[str]]:
-    """Compare the files under ``root`` with the signed subjects: (problems, warnings)."""
+    """Compare the files under ``root`` with the signed subjects: (problems, warnings).
+
+    ``prehash``: digests started before the signatures were checked
+    (:mod:`.prehash`); one counts only for the same real path, shard size and
+    stat found here, and is compared with the signed digest like any other.
+    """
     problems: list[SonicRegistryError] = []
     real_root = os.path.realpath(root)
     todo: list[tuple[str, str, os.stat_result]] = []  # (name, real path, stat before hashing)
@@ -464,7 +436,7 @@ def check_files(
     # the signed size. Sizes are compared before any byte is hashed.
     for name, subject in sorted(subjects.items()):
         try:
-            real = _confined(root, real_root, name)
+            real = confined(root, real_root, name)
         except VerificationError as exc:
             problems.append(exc)
             continue
@@ -503,17 +475,7 @@ def check_files(
             )
         else:
             matched.append((name, real, st))
-    digests = sharded_digests(
-        [real for _, real, _ in by_sha],
-        # a subject signed without shards is hashed whole, whatever its size
-        shard_size=[
-            subjects[n].shard_size if subjects[n].shards else subjects[n].size + 1
-            for n, _, _ in by_sha
-        ],
-        whole=False,
-        threads=threads,
-        progress=progress,
-    )
+    digests = _sha256_digests(by_sha, subjects, threads, progress, prehash)
     for (name, real, st), got in zip(by_sha, digests, strict=True):
         problem = _compare(name, subjects[name], got)
         if problem is None:
@@ -530,7 +492,8 @@ def check_files(
     try:
         on_disk = list_bundle_files(root)
     except VerificationError as exc:
-        problems.append(exc)
+        if str(exc) not in {str(p) for p in problems}:  # a listed link out: said in step 6
+            problems.append(exc)
         on_disk = []
     for name in on_disk:
         if name in subjects:
@@ -546,6 +509,47 @@ def check_files(
         else:
             warnings.append(f"{name}: not covered by the signature")
     return problems, warnings
+
+
+def _sha256_digests(
+    todo: Sequence[tuple[str, str, os.stat_result]],
+    subjects: Mapping[str, SubjectDigest],
+    threads: int | None,
+    progress: Progress | None,
+    prehash: Prehash | None,
+) -> list[ShardedDigest]:
+    """The SHA-256 (shard) digests of ``todo``: from ``prehash`` where it has them."""
+    # a subject signed without shards is hashed whole, whatever its size
+    sizes = [
+        subjects[n].shard_size if subjects[n].shards else subjects[n].size + 1 for n, _, _ in todo
+    ]
+    ahead = [
+        prehash is not None and prehash.covers(real, size, st)
+        for (_, real, st), size in zip(todo, sizes, strict=True)
+    ]
+    fresh = iter(
+        sharded_digests(
+            [real for (_, real, _), a in zip(todo, ahead, strict=True) if not a],
+            shard_size=[size for size, a in zip(sizes, ahead, strict=True) if not a],
+            whole=False,
+            threads=threads,
+            progress=progress,
+        )
+    )
+    out: list[ShardedDigest] = []
+    for (_, real, st), size, a in zip(todo, sizes, ahead, strict=True):
+        if a and prehash is not None:
+            got = prehash.take(real, size, st)
+            out.append(got if got is not None else _hash_now(real, size))
+        else:
+            out.append(next(fresh))
+    return out
+
+
+def _hash_now(real: str, shard_size: int) -> ShardedDigest:
+    """A file the prehash covered but could not finish (its thread hit an error)."""
+    [got] = sharded_digests([real], shard_size=shard_size, whole=False, threads=1)
+    return got
 
 
 def _compare(name: str, want: SubjectDigest, got: ShardedDigest) -> SonicRegistryError | None:
@@ -583,6 +587,7 @@ def verify_bundle(
     now: datetime | None = None,
     prefer_blake3: bool = True,
     hash_on_load: Collection[str] = (),
+    prehash: Prehash | None = None,
 ) -> VerifiedRelease:
     """Verify a model directory against its signed ``release.dsse.json``.
 
@@ -595,6 +600,10 @@ def verify_bundle(
     :mod:`sonic_registry.loader`: they are confined and size-checked here but
     hashed by the loader in the same read that builds the tensors, so a model's
     bytes are read once (``VerifiedRelease.unhashed`` lists them).
+
+    ``prehash`` (from :func:`sonic_registry.prehash.start_prehash`, started
+    before this call) hashes the listed files while the signatures are checked;
+    it is cancelled if they fail.
 
     A bundle without ``release.dsse.json`` is unsigned: refused (exit 1)
     unless ``allow_unsigned``, then described from ``release.toml`` and the
@@ -614,6 +623,39 @@ def verify_bundle(
                 f"(run `sonic-registry sign {base} --key KEY`)",
             )
         return _unsigned_release(base, progress=progress, threads=threads)
+    try:
+        return _verify_signed(
+            base,
+            store,
+            env_path,
+            allow_unsigned=allow_unsigned,
+            record_serial=record_serial,
+            progress=progress,
+            threads=threads,
+            now=now,
+            prefer_blake3=prefer_blake3,
+            hash_on_load=hash_on_load,
+            prehash=prehash,
+        )
+    finally:
+        if prehash is not None:
+            prehash.cancel()  # a no-op once its digests were taken
+
+
+def _verify_signed(
+    base: Path,
+    store: TrustStore,
+    env_path: Path,
+    *,
+    allow_unsigned: bool,
+    record_serial: bool,
+    progress: Progress | None,
+    threads: int | None,
+    now: datetime | None,
+    prefer_blake3: bool,
+    hash_on_load: Collection[str],
+    prehash: Prehash | None,
+) -> VerifiedRelease:
     statement = verify_envelope(env_path, store, allow_unsigned=allow_unsigned, now=now)
     unhashed = frozenset(
         name
@@ -632,6 +674,7 @@ def verify_bundle(
         threads=threads,
         prefer_blake3=prefer_blake3,
         shortcut=defer if unhashed else None,
+        prehash=prehash,
     )
     _raise_all(problems)
     if record_serial:

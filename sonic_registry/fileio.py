@@ -6,7 +6,6 @@ import contextlib
 import errno
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +40,8 @@ def atomic_writer(path: str | Path, *, mode: int = 0o644) -> Iterator[BinaryIO]:
     the temp file is removed and ``path`` is untouched. ``fh.name`` is the temp
     file's path, for writers that open it themselves (SQLite).
     """
+    import tempfile  # writers only: readers (verify) do not pay for its imports
+
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     try:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import struct
-import zipfile
 from pathlib import Path
 
 from .constants import MAX_SAFETENSORS_HEADER_BYTES
@@ -84,6 +83,8 @@ def sniff(path: str | Path) -> str:
     if kind == "zip":
         # torch.save (>= 1.6) writes a zip whose data.pkl is a pickle; any
         # archive carrying a pickle executes code when loaded the same way.
+        import zipfile  # only for archives: verify's start-up does not pay for it
+
         try:
             with zipfile.ZipFile(p) as zf:
                 names = zf.namelist()

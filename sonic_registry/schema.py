@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from ._schema_fast import conforms
@@ -19,11 +19,14 @@ from .errors import InvalidManifest
 __all__ = ["SCHEMAS", "validate"]
 
 SCHEMAS = ("release-toml", "statement", "envelope", "trust")
+_SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 
 
 @functools.cache
 def _schema(name: str) -> Any:
-    text = resources.files("sonic_registry").joinpath(f"schemas/{name}.schema.json").read_text()
+    # The schemas ship as package data files beside this module; reading them
+    # directly spares verify's start-up importlib.resources (and its zipfile).
+    text = (_SCHEMA_DIR / f"{name}.schema.json").read_text("utf-8")
     return json.loads(text)
 
 

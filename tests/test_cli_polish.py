@@ -199,3 +199,17 @@ def test_revoke_takes_any_unique_prefix_of_four_and_says_why_not(
     longer = run("trust", "revoke", a.keyid[:20], "--json", cwd=tmp_path)
     assert json.loads(longer.stdout)["revoked"] == a.keyid
     assert TrustStore.load(tmp_path / "trust.json").revoked == {k.keyid, a.keyid}
+
+
+def test_a_link_out_of_the_bundle_is_reported_once(
+    tmp_path: Path, make_bundle: Callable[..., Path], official_key: Keys
+) -> None:
+    root = make_bundle()
+    outside = tmp_path / "elsewhere.safetensors"
+    os.replace(root / "unet.safetensors", outside)
+    (root / "unet.safetensors").symlink_to(outside)
+    r = run("verify", root, "--public-key", official_key.pub_path, "--no-record", cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        f"error: unet.safetensors: expected a path inside the bundle, found a link to {outside}"
+    ]

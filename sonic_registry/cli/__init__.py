@@ -17,17 +17,24 @@ import click
 
 from .. import __version__
 
-# module name -> attribute names of the click commands it defines
-_COMMAND_MODULES: dict[str, tuple[str, ...]] = {
-    "keys": ("keygen",),
-    "release": ("init", "sign", "verify"),
-    "trust": ("trust",),
-    "oms": ("export_oms",),
-    "params": ("check_params_command",),
-    "audit": ("audit",),
-    "registry": ("registry", "identify", "resolve", "doctor"),
-    "convert": ("convert",),
-    "comfyui": ("comfyui",),
+#: command name -> (module, attribute) of the click command. A module is imported
+#: only when its command runs (or for ``--help``): ``verify`` starts hashing
+#: sooner for not loading the other commands' modules.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "keygen": ("keys", "keygen"),
+    "init": ("release", "init"),
+    "sign": ("release", "sign"),
+    "verify": ("release", "verify"),
+    "trust": ("trust", "trust"),
+    "export-oms": ("oms", "export_oms"),
+    "check-params": ("params", "check_params_command"),
+    "audit": ("audit", "audit"),
+    "registry": ("registry", "registry"),
+    "identify": ("registry", "identify"),
+    "resolve": ("registry", "resolve"),
+    "doctor": ("registry", "doctor"),
+    "convert": ("convert", "convert"),
+    "comfyui": ("comfyui", "comfyui"),
 }
 
 
@@ -79,6 +86,16 @@ class _Main(click.Group):
     caught here first, where parsing (``--help``) and commands write.
     """
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*_COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _COMMANDS and cmd_name not in self.commands:
+            module, attr = _COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(f".{module}", __name__), attr)
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         try:
             return super().make_context(*args, **kwargs)
@@ -128,9 +145,3 @@ def main() -> None:
 
     Exit codes: 0 ok, 1 a check failed, 2 usage or unreadable input.
     """
-
-
-for _module, _names in _COMMAND_MODULES.items():
-    _mod = importlib.import_module(f".{_module}", __name__)
-    for _name in _names:
-        main.add_command(getattr(_mod, _name))

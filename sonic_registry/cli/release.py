@@ -198,15 +198,24 @@ def verify(
 
         flag = "--certificate-chain" if certificate_chain else "--ignore-paths"
         raise UsageError(flag, "applies to OpenSSF model_signing signatures only: add --oms SIG")
-    from ..bundle import verify_bundle
-    from ..trust import channel_label
-
     if not model_dir.is_dir():
         from ..errors import UnreadableInputError
 
         raise UnreadableInputError(str(model_dir), "expected a model directory")
-    store = load_trust(trust_path, public_keys)
     with progress_bar(lambda: tree_bytes(model_dir), "verifying") as prog:
+        # Hashing starts first; the signature code is imported and the keys are
+        # loaded beside it (verify_bundle uses the digests only if it passes).
+        from ..prehash import start_prehash
+
+        early = start_prehash(model_dir, progress=prog)
+        try:
+            from ..bundle import verify_bundle
+
+            store = load_trust(trust_path, public_keys)
+        except BaseException:
+            if early is not None:
+                early.cancel()
+            raise
         verified = verify_bundle(
             model_dir,
             store,
@@ -214,7 +223,10 @@ def verify(
             record_serial=not no_record,
             progress=prog,
             prefer_blake3=digest == "auto",
+            prehash=early,
         )
+    from ..trust import channel_label
+
     if json_output:
         emit_json({"ok": True, **verified.to_dict()})
         return

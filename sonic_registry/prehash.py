@@ -1,0 +1,163 @@
+"""Start hashing a bundle's files while its signature is still being checked.
+
+A full ``verify`` is bound by hashing: on two cores, two hashing threads are
+as fast as two ``openssl dgst`` processes. What separates the two is the CPU
+``verify`` spends before its first byte is hashed: importing the signature,
+schema and version code, loading keys, checking signatures. Here hashing
+starts as soon as the envelope names its subjects, and that work runs beside
+it instead of before it.
+
+This is *speculative* and trusts nothing: the envelope is only read to learn
+which byte ranges to hash (``release.dsse.json`` of a bundle is a few kB);
+each path goes through the same confinement rule as ``verify``
+(:func:`.confine.confined`); and a digest computed here is used by
+:func:`.bundle.check_files` only for the same real path, shard size and stat
+(inode, size, mtime, ctime) that ``verify`` itself finds after the signatures
+and the statement passed every check, and is then compared with the signed
+digest exactly like its own. A preview that cannot be read simply hashes
+nothing; if the signatures fail, the remaining work is cancelled.
+
+The module imports nothing heavy (no cryptography, packaging or click), so the
+command line can start it before loading the rest of the verifier.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .confine import confined
+from .constants import ENVELOPE_NAME, MAX_ENVELOPE_BYTES
+from .digest import ShardedDigest, sharded_digests
+from .errors import SonicRegistryError
+
+__all__ = ["Prehash", "start_prehash"]
+
+Progress = Callable[[int], None]
+#: What a digest is valid for: (real path, shard size, inode, device, size, mtime_ns, ctime_ns).
+_Key = tuple[str, int, int, int, int, int, int]
+
+
+#: GIL switch interval while hashing beside the main thread (seconds).
+SWITCH_INTERVAL = 0.0002
+
+
+class _Cancelled(Exception):
+    """Raised inside the hashing threads to stop them between two reads."""
+
+
+def stat_key(real: str, shard_size: int, st: os.stat_result) -> _Key:
+    return (real, shard_size, st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class Prehash:
+    """Digests being computed in the background for the files a bundle's envelope lists."""
+
+    def __init__(
+        self,
+        jobs: list[_Key],
+        *,
+        threads: int | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self._jobs = jobs
+        self._planned = frozenset(jobs)
+        self._threads = threads
+        self._progress = progress
+        self._stop = threading.Event()
+        self._done: dict[_Key, ShardedDigest] = {}
+        # While the main thread runs Python (imports, signature checks), a hashing
+        # thread that finished a chunk waits for the GIL up to the switch
+        # interval (5 ms by default, for ~0.6 ms of hashing per chunk): shorten it
+        # until the digests are taken.
+        self._interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._interval, SWITCH_INTERVAL))
+        self._thread = threading.Thread(target=self._run, name="sonic-prehash", daemon=True)
+        self._thread.start()
+
+    def _join(self) -> None:
+        self._thread.join()
+        sys.setswitchinterval(self._interval)
+
+    def _tick(self, n: int) -> None:
+        if self._stop.is_set():
+            raise _Cancelled
+        if self._progress is not None:
+            self._progress(n)
+
+    def _run(self) -> None:
+        try:
+            digests = sharded_digests(
+                [job[0] for job in self._jobs],
+                shard_size=[job[1] for job in self._jobs],
+                whole=False,
+                threads=self._threads,
+                progress=self._tick,
+            )
+        except (_Cancelled, SonicRegistryError, OSError):
+            return  # verify hashes (and reports) whatever is missing here
+        self._done = dict(zip(self._jobs, digests, strict=True))
+
+    def take(self, real: str, shard_size: int, st: os.stat_result) -> ShardedDigest | None:
+        """The digest of ``real`` hashed here, if it is still the file ``st`` describes."""
+        self._join()
+        return self._done.get(stat_key(real, shard_size, st))
+
+    def covers(self, real: str, shard_size: int, st: os.stat_result) -> bool:
+        """Whether ``take`` will answer for this file (then it is not hashed again)."""
+        return stat_key(real, shard_size, st) in self._planned
+
+    def cancel(self) -> None:
+        """Stop hashing (the signatures failed): each thread stops after its current read."""
+        self._stop.set()
+        self._join()
+
+
+def _subject_jobs(root: Path, statement: Any) -> list[_Key]:
+    """(real path, shard size, stat) of each regular, confined subject of the signed size."""
+    real_root = os.path.realpath(root)
+    jobs: list[_Key] = []
+    for s in statement.get("subject", []):
+        name, ann = s.get("name"), s.get("annotations", {})
+        size, shards = ann.get("size"), ann.get("shards")
+        if not isinstance(name, str) or type(size) is not int:
+            continue
+        if "blake3" in s.get("digest", {}):
+            continue  # verify may check BLAKE3 instead: leave the file to it
+        shard_size = shards.get("size") if isinstance(shards, dict) else size + 1
+        if type(shard_size) is not int or shard_size <= 0:
+            continue
+        try:
+            real = confined(root, real_root, name)
+            st = os.stat(real)
+        except (SonicRegistryError, OSError):
+            continue
+        if st.st_size == size and not os.path.isdir(real):
+            jobs.append(stat_key(real, shard_size, st))
+    return jobs
+
+
+def start_prehash(
+    root: str | Path,
+    *,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> Prehash | None:
+    """Start hashing the subjects ``root/release.dsse.json`` lists; None if there is nothing."""
+    base = Path(root)
+    try:
+        with open(base / ENVELOPE_NAME, "rb") as fh:
+            raw = fh.read(MAX_ENVELOPE_BYTES + 1)
+        if len(raw) > MAX_ENVELOPE_BYTES:
+            return None
+        payload = base64.b64decode(json.loads(raw)["payload"], validate=True)
+        jobs = _subject_jobs(base, json.loads(payload))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        return None
+    return Prehash(jobs, threads=threads, progress=progress) if jobs else None
