@@ -36,6 +36,7 @@ from .confine import confined
 from .constants import ENVELOPE_NAME, MAX_ENVELOPE_BYTES
 from .digest import ShardedDigest, sharded_digests
 from .errors import SonicRegistryError
+from .fileio import read_regular
 
 __all__ = ["Prehash", "start_prehash"]
 
@@ -152,8 +153,7 @@ def start_prehash(
     """Start hashing the subjects ``root/release.dsse.json`` lists; None if there is nothing."""
     base = Path(root)
     try:
-        with open(base / ENVELOPE_NAME, "rb") as fh:
-            raw = fh.read(MAX_ENVELOPE_BYTES + 1)
+        raw = read_regular(base / ENVELOPE_NAME, MAX_ENVELOPE_BYTES + 1)  # never a FIFO
         if len(raw) > MAX_ENVELOPE_BYTES:
             return None
         payload = base64.b64decode(json.loads(raw)["payload"], validate=True)

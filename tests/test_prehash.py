@@ -127,3 +127,9 @@ def test_no_envelope_or_an_unreadable_one_prehashes_nothing(
     assert start_prehash(root) is None
     (root / "release.dsse.json").write_text('{"payload": "not base64!"}')
     assert start_prehash(root) is None
+
+
+def test_a_fifo_envelope_does_not_block(make_bundle: Callable[..., Path]) -> None:
+    root = make_bundle(sign=False)
+    os.mkfifo(root / "release.dsse.json")
+    assert start_prehash(root) is None  # returns at once; verify reports the FIFO
