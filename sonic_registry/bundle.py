@@ -38,6 +38,7 @@ from .errors import (
     UnsignedReleaseError,
     UsageError,
     VerificationError,
+    raise_all,
 )
 from .fileio import atomic_write_bytes
 from .formats import is_weight_file
@@ -295,13 +296,6 @@ def _same_release(pred: Mapping[str, Any], release: Release) -> bool:
 
 
 # --- verification -------------------------------------------------------------
-
-
-def _raise_all(problems: Sequence[SonicRegistryError]) -> None:
-    if problems:
-        first = problems[0]
-        first.problems = tuple(problems)
-        raise first
 
 
 def _parse_subjects(statement: Mapping[str, Any], where: str) -> dict[str, SubjectDigest]:
@@ -676,7 +670,7 @@ def _verify_signed(
         shortcut=defer if unhashed else None,
         prehash=prehash,
     )
-    _raise_all(problems)
+    raise_all(problems)
     if record_serial:
         record_verified_serial(store, statement, where=str(env_path))
     return VerifiedRelease(

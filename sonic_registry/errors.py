@@ -21,15 +21,21 @@ and what was found::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TypeVar
+
 __all__ = [
     "BadSignatureError",
     "DigestMismatchError",
     "ExpiredReleaseError",
     "IncompatibleRuntimeError",
+    "InterfaceMismatchError",
+    "InvalidGraph",
     "InvalidKeyError",
     "InvalidManifest",
     "InvalidTrustStore",
     "MixedReleaseError",
+    "ParameterRangeError",
     "RevokedKeyError",
     "RollbackError",
     "SonicRegistryError",
@@ -41,6 +47,8 @@ __all__ = [
     "UnsignedReleaseError",
     "UsageError",
     "VerificationError",
+    "raise_all",
+    "with_all",
 ]
 
 
@@ -57,9 +65,11 @@ class SonicRegistryError(Exception):
         super().__init__(where, detail)
         self.where = where
         self.detail = detail
-        #: Every problem found in the same check, this one first. A verifier
-        #: reports all of them (one line each) but raises one exception, so a
-        #: plain ``except VerificationError`` still catches the verdict.
+        #: Every problem found in the same check, this one first. A check that
+        #: finds several raises one exception carrying all of them
+        #: (:func:`raise_all`), so a plain ``except VerificationError`` still
+        #: catches the verdict and the CLI prints one line each. This is the one
+        #: way several problems are reported (never an ``ExceptionGroup``).
         self.problems: tuple[SonicRegistryError, ...] = (self,)
 
     def __str__(self) -> str:
@@ -102,6 +112,10 @@ class InvalidTrustStore(InvalidManifest):
 
 class InvalidKeyError(UsageError, ValueError):
     """A key file is unreadable, of the wrong type, or the passphrase is wrong."""
+
+
+class InvalidGraph(InvalidManifest):
+    """The graph cannot be read: bad JSON/TOML, dangling link, missing node, cycle (exit 2)."""
 
 
 # --- the input is readable but is not what was signed (exit 1) --------------
@@ -163,3 +177,40 @@ class MixedReleaseError(VerificationError):
 
 class IncompatibleRuntimeError(VerificationError):
     """The runtime (or torch) version does not satisfy the release's specifier."""
+
+
+class InterfaceMismatchError(VerificationError):
+    """A node's slots do not match what the loaded component or node version provides.
+
+    Old ComfyUI_Sonic node interfaces, a component of the wrong role or
+    interface on a slot, or a checkpoint of the wrong model family all end up
+    here: the graph is readable, but it must not run as it is (exit 1).
+    """
+
+
+class ParameterRangeError(VerificationError):
+    """A parameter lies outside the range the release was validated on.
+
+    Raised by :meth:`sonic_registry.params.Report.raise_for_errors` for callers
+    (the runtime) that want an exception rather than a report.
+    """
+
+
+_E = TypeVar("_E", bound=SonicRegistryError)
+
+
+def with_all(problems: Sequence[_E]) -> _E:
+    """The first of ``problems`` (not empty), carrying all of them in ``.problems``.
+
+    Callers order ``problems`` most telling first; the CLI prints one line each
+    and exits with the worst code among them.
+    """
+    first = problems[0]
+    first.problems = tuple(problems)
+    return first
+
+
+def raise_all(problems: Sequence[SonicRegistryError]) -> None:
+    """Raise :func:`with_all` of ``problems``; return if there are none."""
+    if problems:
+        raise with_all(problems)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .catalog import load_catalog
-from .errors import UsageError, VerificationError
+from .errors import ParameterRangeError, UsageError, raise_all
 from .manifest import ParamRange, Release
 
 if TYPE_CHECKING:
@@ -74,14 +74,6 @@ MAX_INT_DIGITS = 30
 _INT_TEXT = re.compile(rf"[+-]?[0-9]{{1,{MAX_INT_DIGITS}}}")
 _LONG_INT_TEXT = re.compile(rf"[+-]?[0-9]{{{MAX_INT_DIGITS + 1},}}")
 _UNVALIDATED = "outside the validated range"
-
-
-class ParameterRangeError(VerificationError):
-    """A parameter lies outside the range the release was validated on.
-
-    Raised by :meth:`Report.raise_for_errors` for callers (the runtime) that
-    want an exception rather than a report.
-    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,10 +323,7 @@ def check_params(
                 DURATION, f"cannot check a duration without the audio file (give {audio_hint})"
             )
         )
-    if len(problems) == 1:
-        raise problems[0]
-    if problems:
-        raise ExceptionGroup("invalid parameters", problems)
+    raise_all(problems)
     # Step 3: the duration must match the measured audio length.
     if info is not None and requested is not None:
         items.append(_check_duration(release, requested, info))

@@ -34,6 +34,7 @@ from .errors import (
     UnreadableInputError,
     UnsafePathError,
     UnsignedReleaseError,
+    raise_all,
 )
 from .identify import identify_digest, judge, unknown_file_advice
 from .workflows import Graph, InterfaceMismatchError, WeightRef, load_graph
@@ -127,10 +128,7 @@ class Resolution:
 
     def raise_for_problems(self) -> Resolution:
         """Raise the first problem (with all of them in ``.problems``), else return self."""
-        if self.problems:
-            first = self.problems[0]
-            first.problems = self.problems
-            raise first
+        raise_all(self.problems)
         return self
 
     def to_dict(self) -> dict[str, Any]:

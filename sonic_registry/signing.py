@@ -196,7 +196,12 @@ def generate_key(algorithm: str = "ed25519") -> PrivateKey:
 
 
 def save_private_key(key: PrivateKey, path: str | Path, passphrase: bytes | None) -> None:
-    """Write the private key 0600 (atomically) and the public key beside it."""
+    """Write the private key as PKCS#8 PEM, mode 0600, atomically.
+
+    Encrypted with ``passphrase`` when one is given. Only the private key is
+    written: a caller that wants the public key on disk (``keygen``) writes
+    ``key.public.to_pem()`` itself.
+    """
     atomic_write_bytes(path, key.to_pem(passphrase), mode=0o600)
 
 

@@ -29,6 +29,7 @@ from .errors import (
     UnsignedReleaseError,
     UsageError,
     VerificationError,
+    with_all,
 )
 from .fileio import atomic_write_bytes
 from .manifest import parse_time
@@ -373,10 +374,7 @@ class VerificationResult:
             )
         if not problems:
             problems.append(UnsignedReleaseError(where, "expected a signature, found none"))
-        ordered = sorted(problems, key=lambda p: _SEVERITY.get(type(p), 9))
-        first = ordered[0]
-        first.problems = tuple(ordered)
-        raise first
+        raise with_all(sorted(problems, key=lambda p: _SEVERITY.get(type(p), 9)))
 
 
 # Most telling first: a forged/edited payload or a revoked key explains a

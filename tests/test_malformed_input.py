@@ -422,3 +422,26 @@ def test_an_archive_python_cannot_list_is_assumed_to_hold_a_pickle(
     assert is_pickle_like("zip-unlistable")
     with pytest.raises(UnlistedFileError, match=r"^notes.txt: weight file"):
         verify_bundle(root, public_keys=[official_key.private.public])
+
+
+def test_every_error_class_lives_in_errors_and_the_old_homes_re_export_it() -> None:
+    """errors.py is the one home of the exception tree; old import paths keep working."""
+    from sonic_registry import errors, params
+    from sonic_registry.workflows import graph
+
+    assert graph.InvalidGraph is errors.InvalidGraph
+    assert graph.InterfaceMismatchError is errors.InterfaceMismatchError
+    assert params.ParameterRangeError is errors.ParameterRangeError
+    assert issubclass(errors.InvalidGraph, errors.UsageError)
+    assert issubclass(errors.ParameterRangeError, errors.VerificationError)
+    assert errors.InterfaceMismatchError("g.json", "x").exit_code == 1
+
+
+def test_raise_all_raises_the_first_carrying_every_problem() -> None:
+    from sonic_registry.errors import UsageError, VerificationError, raise_all
+
+    raise_all([])  # nothing to report: returns
+    a, b = VerificationError("a", "bad"), UsageError("b", "unreadable")
+    with pytest.raises(VerificationError) as info:
+        raise_all([a, b])
+    assert info.value is a and info.value.problems == (a, b)

@@ -48,12 +48,7 @@ def emit_json(obj: Any) -> None:
 
 
 def leaf_errors(exc: BaseException) -> list[SonicRegistryError]:
-    """Flatten an ExceptionGroup of library errors into its leaves."""
-    if isinstance(exc, BaseExceptionGroup):
-        out: list[SonicRegistryError] = []
-        for sub in exc.exceptions:
-            out.extend(leaf_errors(sub))
-        return out
+    """Every problem a library error carries (:func:`sonic_registry.errors.raise_all`)."""
     if isinstance(exc, SonicRegistryError):
         return list(exc.problems)
     return []
@@ -103,7 +98,7 @@ def handle_errors(fn: F) -> F:
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
-        except (SonicRegistryError, BaseExceptionGroup) as exc:
+        except SonicRegistryError as exc:
             leaves = leaf_errors(exc)
             fail(leaves or [_unexpected(exc)], json_output=json_output)
         except OSError as exc:

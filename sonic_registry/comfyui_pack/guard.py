@@ -206,7 +206,7 @@ def _param_findings(ctx: PackContext, res: Resolution, graph: Graph) -> list[Fin
     duration = res.params.get(DURATION) if audio is not None else None
     try:
         report = check_params(release, params, audio=audio, duration=duration)
-    except (SonicRegistryError, ExceptionGroup) as exc:
+    except SonicRegistryError as exc:
         return [_finding(ctx, "interface", _sonic_nodes(graph), text("interface", detail=str(exc)))]
     out = []
     for item in report.items:

@@ -30,6 +30,7 @@ from ..errors import (
     UnreadableInputError,
     UnsafePathError,
     UsageError,
+    raise_all,
 )
 from ..formats import is_weight_file
 from ._oms_format import GIT_PATHS, SINGLE_FILE, Serialization, shard_name
@@ -41,7 +42,6 @@ __all__ = [
     "compute_digests",
     "expected_names",
     "names_for",
-    "raise_all",
     "resource_count",
     "scan",
 ]
@@ -62,18 +62,6 @@ class ModelTree:
     files: tuple[ModelFile, ...]
     #: ignored entries, as names (directories end in "/")
     ignored: tuple[str, ...]
-
-
-def raise_all(errors: Sequence[SonicRegistryError]) -> None:
-    """Raise the first problem carrying all of them (the CLI prints one line each).
-
-    One exception rather than an ExceptionGroup, as ``bundle`` does, so a plain
-    ``except VerificationError`` still catches the verdict.
-    """
-    if errors:
-        first = errors[0]
-        first.problems = tuple(errors)
-        raise first
 
 
 def _matches(name: str, patterns: Sequence[str]) -> str | None:

@@ -32,6 +32,7 @@ from ..errors import (
     UnlistedFileError,
     UnreadableInputError,
     UsageError,
+    raise_all,
 )
 from ..fileio import atomic_write_bytes, read_bounded
 from ..signing import (
@@ -59,7 +60,6 @@ from ._oms_tree import (
     compute_digests,
     expected_names,
     names_for,
-    raise_all,
     resource_count,
     scan,
 )

@@ -22,16 +22,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import UsageError
 from .cache import Caches
 from .no_pickle_hook import no_pickle
 from .repo import default_cache_dir, find_bundles, git_dir, is_below
-from .trust_input import HookUsageError, Trust
+from .trust_input import Trust
 from .verify_hook import verify_repo
 from .workflows_hook import find_workflows, is_workflow, workflows
 
 __all__ = [
     "Caches",
-    "HookUsageError",
     "Trust",
     "find_bundles",
     "find_workflows",
@@ -97,9 +97,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _trust_from(args: argparse.Namespace) -> Trust:
     if args.trust is None and not args.public_keys:
-        raise HookUsageError(
+        raise UsageError(
+            "",
             "no trusted keys: add `args: [--trust, trust.json]` (or --public-key KEY.pub) "
-            "to the hook"
+            "to the hook",
         )
     return Trust(args.trust, tuple(args.public_keys))
 
@@ -107,11 +108,11 @@ def _trust_from(args: argparse.Namespace) -> Trust:
 def _run_verify(args: argparse.Namespace, trust: Trust) -> list[str]:
     for d in args.under:
         if not d.is_dir():
-            raise HookUsageError(f"--under {d}: expected a directory of the repository")
+            raise UsageError(f"--under {d}", "expected a directory of the repository")
     bundles = find_bundles(args.under or [Path(".")])
     if args.under and not bundles:
         where = ", ".join(str(d) for d in args.under)
-        raise HookUsageError(f"--under {where}: no bundle (release.toml / release.dsse.json)")
+        raise UsageError(f"--under {where}", "no bundle (release.toml / release.dsse.json)")
     # With --under, only changed files below those directories are this hook's business.
     loose = [f for f in args.files if is_below(f, args.under)] if args.under else args.files
     caches = Caches() if args.no_cache else Caches(args.cache_dir or default_cache_dir())
@@ -136,7 +137,7 @@ def _run_workflows(args: argparse.Namespace, trust: Trust) -> list[str]:
 
 
 def run(argv: Sequence[str]) -> list[str]:
-    """Run one hook; return its problem lines (raises HookUsageError for exit 2)."""
+    """Run one hook; return its problem lines (raises a UsageError for exit 2)."""
     args = _parser().parse_args(argv)
     if args.hook == "no-pickle":
         return no_pickle(args.files)
@@ -154,9 +155,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems = run(sys.argv[1:] if argv is None else argv)
     except SystemExit as exc:  # argparse: usage errors exit 2, --help exits 0
         return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 2
-    except HookUsageError as exc:
-        sys.stderr.write(f"sonic-registry-hook: {exc}\n")
-        return 2
     except SonicRegistryError as exc:
         for p in exc.problems:
             sys.stderr.write(f"sonic-registry-hook: {p}\n")

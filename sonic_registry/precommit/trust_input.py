@@ -6,16 +6,13 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from ..errors import UnreadableInputError
 from ..fileio import read_regular
 
 if TYPE_CHECKING:
     from ..trust import TrustStore
 
-__all__ = ["HookUsageError", "Trust"]
-
-
-class HookUsageError(Exception):
-    """The hook cannot run as configured: missing trust input, bad option (exit 2)."""
+__all__ = ["Trust"]
 
 
 class Trust(NamedTuple):
@@ -37,7 +34,9 @@ class Trust(NamedTuple):
             try:
                 data = read_regular(p)
             except OSError as exc:
-                raise HookUsageError(f"{p}: cannot read the trust input: {exc.strerror}") from exc
+                raise UnreadableInputError(
+                    str(p), f"cannot read the trust input: {exc.strerror}"
+                ) from exc
             h.update(str(p).encode() + b"\0" + hashlib.sha256(data).digest())
         return h.hexdigest()
 

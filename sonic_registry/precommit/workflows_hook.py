@@ -151,8 +151,5 @@ def workflows(
             except SonicRegistryError as exc:
                 out += [_in_workflow(f, p) for p in exc.problems]
                 continue
-            except ExceptionGroup as group:
-                out += [_in_workflow(f, e) for e in group.exceptions]
-                continue
             out += [_in_workflow(f, c.message) for c in report.errors]
     return out

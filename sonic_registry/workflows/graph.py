@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import InvalidManifest, VerificationError
+from ..errors import InterfaceMismatchError, InvalidGraph
 
 __all__ = [
     "Graph",
@@ -29,19 +29,6 @@ __all__ = [
     "check_structure",
     "connected_to",
 ]
-
-
-class InvalidGraph(InvalidManifest):
-    """The graph cannot be read: bad JSON/TOML, dangling link, missing node, cycle (exit 2)."""
-
-
-class InterfaceMismatchError(VerificationError):
-    """A node's slots do not match what the loaded component or node version provides.
-
-    Old ComfyUI_Sonic node interfaces, a component of the wrong role or
-    interface on a slot, or a checkpoint of the wrong model family all end up
-    here: the graph is readable, but it must not run as it is (exit 1).
-    """
 
 
 @dataclass(frozen=True, slots=True)
