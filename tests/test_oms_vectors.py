@@ -323,19 +323,43 @@ def test_single_file_models_export_and_verify(tmp_path: Path) -> None:
 
 
 def test_v02_statement_is_read_as_model_signing_reads_it(tmp_path: Path) -> None:
-    # A 0.2 payload with a bad subject is still refused with one line.
-    from sonic_registry.interop._oms_format import OmsStatement
+    """model_signing 0.2: one subject per file, signed over its mis-encoded PAE."""
+    import hashlib
 
-    payload = json.dumps(
-        {
-            "_type": "https://in-toto.io/Statement/v1",
-            "subject": [{"name": "../x", "digest": {"sha256": "0" * 64}}],
-            "predicateType": "https://model_signing/Digests/v0.1",
-            "predicate": {},
-        }
-    ).encode()
+    from sonic_registry.interop._oms_format import OmsStatement, build_bundle
+    from sonic_registry.interop.oms import key_hint
+    from sonic_registry.signing import PAYLOAD_TYPE
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "a.bin").write_bytes(b"alpha")
+    statement = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": "a.bin", "digest": {"sha256": hashlib.sha256(b"alpha").hexdigest()}}],
+        "predicateType": "https://model_signing/Digests/v0.1",
+        "predicate": {"unused": "Unused, just passed due to API requirements"},
+    }
+    payload = json.dumps(statement).encode()
+    key = generate_key("ecdsa-p384")
+    legacy_pae = f"DSSEV1 {len(PAYLOAD_TYPE)} {PAYLOAD_TYPE} {len(payload)} {payload!r}".encode()
+    sig = tmp_path / "legacy.sig"
+    sig.write_bytes(build_bundle(payload, key.sign(legacy_pae), key_hint(key.public)))
+    verified = verify_oms(model, sig, key.public)
+    assert verified.legacy_format and verified.files == ("a.bin",)
+    (model / "a.bin").write_bytes(b"alphA")
+    with pytest.raises(DigestMismatchError):
+        verify_oms(model, sig, key.public)
+    # The legacy encoding is accepted only for a 0.2 statement.
+    v1 = json.dumps({**statement, "predicateType": "https://model_signing/signature/v1.0"}).encode()
+    v1_pae = f"DSSEV1 {len(PAYLOAD_TYPE)} {PAYLOAD_TYPE} {len(v1)} {v1!r}".encode()
+    sig.write_bytes(build_bundle(v1, key.sign(v1_pae), key_hint(key.public)))
+    with pytest.raises(BadSignatureError):
+        verify_oms(model, sig, key.public)
+
+    # A 0.2 payload with a bad subject is refused with one line.
+    bad = json.dumps({**statement, "subject": [{"name": "../x", "digest": {"sha256": "0" * 64}}]})
     with pytest.raises(InvalidManifest, match=r"subject\.0\.name"):
-        OmsStatement.from_payload(payload, "p")
+        OmsStatement.from_payload(bad.encode(), "p")
 
 
 def test_p384_key_in_the_trust_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

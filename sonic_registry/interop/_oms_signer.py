@@ -100,32 +100,42 @@ class Signer:
             )
         leaf = verify_leaf(bundle.certificates, self.roots, where=where)
         require_ecdsa(leaf.public.algorithm, f"{where}: signing certificate")
-        if _is_legacy(bundle.payload):
-            # model_signing 0.2 signed a mis-encoded PAE with SHA-256 whatever the
-            # curve; model_signing still verifies that, and so do we, for 0.2 only.
-            if not _verify_v02(leaf.public, bundle.signature, bundle.payload):
-                raise BadSignatureError(
-                    where, "signature does not match the payload with the certificate's key"
-                )
-        else:
-            # The certificate names the key authoritatively: it is the hint.
-            store = TrustStore.from_public_keys([leaf.public])
+        # The certificate names the key authoritatively: it is the hint.
+        store = TrustStore.from_public_keys([leaf.public])
+        try:
             _trusted_signer(store, bundle, where, hint=key_hint(leaf.public))
+        except BadSignatureError:
+            # model_signing 0.2's certificate signer also hashed with SHA-256
+            # whatever the curve; model_signing still accepts that, for 0.2 only.
+            legacy = _is_legacy(bundle.payload)
+            if not (legacy and _verify_v02_sha256(leaf.public, bundle.signature, bundle.payload)):
+                raise
         return leaf.subject, None, leaf.subject, leaf.warnings
 
 
 def _trusted_signer(
     store: TrustStore, bundle: OmsBundle, where: str, *, hint: str | None = None
 ) -> TrustedKey:
-    """The store's key behind the bundle's one signature (trust.get_verification_result)."""
-    result = get_verification_result(
-        store,
-        [Signature(hint or bundle.key_hint or "", bundle.signature)],
-        pae(bundle.payload_type, bundle.payload),
-        where=where,
-        hint_of=key_hint,
-        algorithms=ECDSA_ALGORITHMS,
-    )
+    """The store's key behind the bundle's one signature (trust.get_verification_result).
+
+    The signature covers PAE over the exact payload bytes; for a model_signing
+    0.2 statement, also its mis-encoded PAE (:func:`_pae_v02`), which
+    model_signing still accepts, and only for such statements.
+    """
+    messages = [pae(bundle.payload_type, bundle.payload)]
+    if _is_legacy(bundle.payload):
+        messages.append(_pae_v02(bundle.payload))
+    for message in messages:
+        result = get_verification_result(
+            store,
+            [Signature(hint or bundle.key_hint or "", bundle.signature)],
+            message,
+            where=where,
+            hint_of=key_hint,
+            algorithms=ECDSA_ALGORITHMS,
+        )
+        if result.verified():
+            break
     return result.require(None, where)[0]
 
 
@@ -140,18 +150,21 @@ def _is_legacy(payload: bytes) -> bool:
     return isinstance(doc, dict) and doc.get("predicateType") == PREDICATE_TYPE_V01
 
 
-def _verify_v02(public: PublicKey, signature: bytes, payload: bytes) -> bool:
-    """model_signing 0.2's signature: SHA-256 over a mis-encoded PAE (the payload as
-    Python's bytes repr, "DSSEV1"), whatever the curve. A bug, kept as upstream keeps it."""
+def _pae_v02(payload: bytes) -> bytes:
+    """model_signing 0.2's PAE: "DSSEV1" and the payload as Python's bytes repr (a bug, kept)."""
+    return f"DSSEV1 {len(PAYLOAD_TYPE)} {PAYLOAD_TYPE} {len(payload)} {payload!r}".encode()
+
+
+def _verify_v02_sha256(public: PublicKey, signature: bytes, payload: bytes) -> bool:
+    """model_signing 0.2's certificate signature: its PAE over SHA-256 whatever the curve."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    message = f"DSSEV1 {len(PAYLOAD_TYPE)} {PAYLOAD_TYPE} {len(payload)} {payload!r}".encode()
     if not isinstance(public.key, ec.EllipticCurvePublicKey):
         return False
     try:
-        public.key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+        public.key.verify(signature, _pae_v02(payload), ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
         return False
     return True
