@@ -494,3 +494,17 @@ def test_guard_benchmark_runs_and_never_rehashes_unchanged_files(tmp_path: Path)
     assert all(s.reps == 3 for s in stats.values())
     assert hashed == 0
     assert statuses == {"1": "official", "4": "official", "5": "official"}
+
+
+def test_a_published_file_name_and_size_with_other_bytes_is_tampered(world: World) -> None:
+    """The built-in catalog knows the published RIFE/flownet.pkl (12,186,817 bytes)."""
+    rife = world.models / "sonic" / "RIFE" / "flownet.pkl"
+    rife.parent.mkdir()
+    with rife.open("wb") as fh:
+        fh.truncate(12_186_817)  # sparse: the published size, other bytes
+    verdict = world.guard()
+    (tampered,) = verdict.refused
+    assert tampered.kind == "tampered" and tampered.nodes == ("14",)
+    assert "sonic/RIFE/flownet.pkl has the name and size of sonic@2025.1.14" in tampered.message[0]
+    world.config.write_text(world.config.read_text() + "builtin_catalog = false\n")
+    assert [f.kind for f in world.guard().findings] == ["unknown"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from .context import PackContext
 
@@ -41,7 +41,7 @@ def run_check(
 
     report = diagnose(
         ctx.models_dir,
-        cast(Any, ctx.releases),  # a ReleaseSource
+        ctx.releases,
         stat_cache=ctx.stat_cache,
         progress=advance,
         files=files,

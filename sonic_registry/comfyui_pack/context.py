@@ -11,27 +11,16 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from .config import PackConfig, pack_dir
 
 if TYPE_CHECKING:
     from ..bundle import VerifiedStatement
     from ..digest import StatCache
-    from ..registry import Match
+    from ..known import ReleaseSource
 
-__all__ = ["KnownFile", "PackContext", "ReleaseLookup", "open_context"]
-
-
-class ReleaseLookup(Protocol):
-    """The questions the pack asks of its releases (a registry, the catalog, or both)."""
-
-    @property
-    def problems(self) -> list[str]: ...
-
-    def lookup(self, sha256: str) -> tuple[Match, ...]: ...
-
-    def get(self, model: str, version: str) -> VerifiedStatement: ...
+__all__ = ["KnownFile", "PackContext", "open_context"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +38,7 @@ class PackContext:
     """The config, the release source, the models folder and the digest cache."""
 
     config: PackConfig
-    releases: ReleaseLookup
+    releases: ReleaseSource
     models_dir: Path
     input_dir: Path | None = None
     stat_cache: StatCache | None = None
@@ -83,21 +72,36 @@ def _index_by_name(
     return out
 
 
-def _all_statements(source: ReleaseLookup) -> tuple[VerifiedStatement, ...]:
-    """Every release the source can list."""
-    releases = getattr(source, "releases", None)
-    return tuple(releases()) if callable(releases) else ()
+def _all_statements(source: ReleaseSource) -> tuple[VerifiedStatement, ...]:
+    """Every release the source can list: the registry's, then the catalog's."""
+    from ..known import KnownReleases, catalog_statement
+
+    if not isinstance(source, KnownReleases):
+        return ()
+    found = list(source.registry.releases()) if source.registry is not None else []
+    if source.catalog is not None:
+        found += [catalog_statement(r) for r in source.catalog.releases]
+    return tuple(found)
 
 
-def open_releases(config: PackConfig) -> ReleaseLookup:
-    """The registry the config names, else an empty one (every file is then unknown)."""
+def open_releases(config: PackConfig) -> ReleaseSource:
+    """The registry the config names (if any) plus the built-in catalog (unless turned off).
+
+    With neither, an empty in-memory registry: every file is then unknown.
+    """
+    from ..catalog import load_catalog
+    from ..known import KnownReleases
     from ..registry import Registry
     from ..registry.core import MEMORY
     from ..trust import TrustStore
 
+    registry = None
     if config.registry is not None and config.trust is not None:
-        return Registry(config.registry, TrustStore.load(config.trust))
-    return Registry(MEMORY, TrustStore())
+        registry = Registry(config.registry, TrustStore.load(config.trust))
+    catalog = load_catalog() if config.builtin_catalog else None
+    if registry is None and catalog is None:
+        return Registry(MEMORY, TrustStore())
+    return KnownReleases(registry, catalog)
 
 
 def open_context(

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     MixedReleaseError,
@@ -274,7 +274,7 @@ def guard_prompt(prompt: Mapping[str, Any], ctx: PackContext) -> Verdict:
         return Verdict((_finding(ctx, "interface", nodes, text("interface", detail=str(exc))),))
     res = analyze_graph(
         graph,
-        cast(Any, ctx.releases),
+        ctx.releases,
         ctx.models_dir,
         allow_unsigned=True,
         stat_cache=ctx.stat_cache,
