@@ -165,7 +165,7 @@ class World:
         signed = set(self.signed.values())
         for path in (cache / "metadata").rglob("*.json"):
             assert path.read_bytes() in signed, f"unsigned metadata cached: {path.name}"
-        db = cache / "cache.sqlite"
+        db = cache / "cache-v1.sqlite"
         if db.exists():
             with sqlite3.connect(db) as conn:
                 for sha, data in conn.execute("SELECT sha256, data FROM envelopes"):
@@ -345,9 +345,9 @@ def test_envelope_that_differs_from_its_targets_entry(
 def test_pack_that_differs_from_its_targets_entry(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sonic_registry.registry import tuf_client
+    from sonic_registry.registry import tuf_sync
 
-    monkeypatch.setattr(tuf_client, "PACK_FROM", 1)  # take the pack for a single envelope too
+    monkeypatch.setattr(tuf_sync, "PACK_FROM", 1)  # take the pack for a single envelope too
     packs = [p for p in world.mirror.files if p.startswith("packs/")]
     assert packs
     for p in packs:

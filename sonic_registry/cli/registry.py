@@ -175,12 +175,15 @@ def registry_list(
         _warn_problems(reg, json_output)
         problems = list(reg.problems)
     if json_output:
-        emit_json({"ok": True, "releases": [d for d, _ in releases], "skipped": problems})
+        emit_json({"ok": True, "releases": [r.to_dict() for r in releases], "skipped": problems})
         return
-    for d, roles in releases:
+    if releases:
         click.echo(
-            f"{d['model']} {d['version']} serial {d['serial']} {d['channel']} "
-            f"expires {d['expires']} roles {', '.join(roles)}"
+            "\n".join(
+                f"{r.model} {r.version} serial {r.serial} {r.channel} "
+                f"expires {r.expires} roles {', '.join(r.roles)}"
+                for r in releases
+            )
         )
 
 

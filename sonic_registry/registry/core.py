@@ -19,6 +19,7 @@ files "unknown" and therefore refused, never accepted. Constructing a
 from __future__ import annotations
 
 import hashlib
+import json
 import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from ..trust import TrustStore
     from .fetch import Fetcher
 
-__all__ = ["AddResult", "Match", "Registry", "open_registry"]
+__all__ = ["AddResult", "Match", "Registry", "ReleaseSummary", "open_registry"]
 
 MEMORY = ":memory:"
 
@@ -110,6 +111,46 @@ class AddResult:
     statement: VerifiedStatement
     path: Path
     added: bool  # False when the same manifest was already stored
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseSummary:
+    """One release as ``registry list`` shows it: what its verified envelope said.
+
+    ``data`` is the JSON of :meth:`VerifiedStatement.to_dict`, decoded only
+    for ``--json``, so listing 10,000 cached releases parses no JSON at all.
+    """
+
+    model: str
+    version: str
+    serial: int
+    channel: str
+    expires: str
+    roles: tuple[str, ...]
+    data: str
+
+    @classmethod
+    def of(cls, s: VerifiedStatement) -> ReleaseSummary:
+        r = s.release
+        return cls(
+            r.model,
+            r.version,
+            r.serial,
+            s.channel,
+            r.expires,
+            tuple(r.components),
+            json.dumps(s.to_dict()),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = json.loads(self.data)
+        return out
+
+
+def _order(model: str, version: str) -> tuple[str, tuple[int, ...], Version]:
+    """Sort key: model, then PEP 440 order (release tuples compare in C; ties by Version)."""
+    v = Version(version)
+    return model, v.release, v
 
 
 def _remote_source(
@@ -323,18 +364,18 @@ class Registry:
             )
         return self._statement(str(found[0][0]))
 
-    def summaries(self) -> list[tuple[dict[str, Any], list[str]]]:
-        """(release dict, roles) of every release that verifies, sorted (``registry list``).
+    def summaries(self) -> list[ReleaseSummary]:
+        """Every release that verifies, sorted, as ``registry list`` shows it.
 
         A TUF-published registry answers from its cache, where each envelope
         was verified with this same trust store when it arrived, so listing
         10,000 releases does not verify 10,000 signatures again.
         """
-        summaries = getattr(self._source, "summaries", None)
-        if summaries is None:
-            return [(s.to_dict(), list(s.release.components)) for s in self.releases()]
-        out: list[tuple[dict[str, Any], list[str]]] = summaries()
-        out.sort(key=lambda item: (item[0]["model"], Version(item[0]["version"])))
+        cached = getattr(self._source, "summaries", None)
+        out: list[ReleaseSummary] = (
+            [ReleaseSummary.of(s) for s in self.releases()] if cached is None else cached()
+        )
+        out.sort(key=lambda r: _order(r.model, r.version))
         return out
 
     def releases(self) -> list[VerifiedStatement]:

@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS files (
     version TEXT NOT NULL, role TEXT, path TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS files_by_sha256 ON files (sha256);
+CREATE INDEX IF NOT EXISTS files_by_release ON files (model, version);
 """
 #: Every column the queries use: an index.sqlite without one of them is corrupt.
 _PROBES = (
