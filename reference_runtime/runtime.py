@@ -257,10 +257,10 @@ def _check_runtime_each(releases: Iterable[VerifiedRelease], runtime_version: st
     # The resolver's own check (PEP 440 validation included), so a forced mix
     # is judged exactly as a single release would be; it is private but this
     # runtime ships in the same repository.
-    from sonic_registry.resolver import _check_runtime
+    from sonic_registry.resolver import check_runtime
 
     for verified in releases:
-        problems = _check_runtime(verified, runtime_version, str(verified.root))
+        problems = check_runtime(verified, runtime_version, str(verified.root))
         if problems:
             raise problems[0]
 

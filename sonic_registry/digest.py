@@ -43,6 +43,7 @@ __all__ = [
     "hash_file",
     "hash_files",
     "hash_range",
+    "hash_with_cache",
     "pool_map",
     "sharded_digests",
 ]
@@ -385,3 +386,27 @@ class StatCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(self.path, data)
             self._dirty = False
+
+
+def hash_with_cache(
+    paths: list[Path],
+    *,
+    stat_cache: DigestSource | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[FileDigest]:
+    """Digests in input order: known ones from ``stat_cache``, the rest hashed in parallel.
+
+    ``stat_cache`` is any :class:`DigestSource`; one that
+    can be saved (a :class:`StatCache`) is saved afterwards.
+    """
+    out: list[FileDigest | None] = [stat_cache.get(p) if stat_cache else None for p in paths]
+    todo = [i for i, d in enumerate(out) if d is None]
+    fresh = hash_files([paths[i] for i in todo], progress=progress) if todo else []
+    for i, digest in zip(todo, fresh, strict=True):
+        out[i] = digest
+        if stat_cache is not None:
+            stat_cache.put(paths[i], digest)
+    save = getattr(stat_cache, "save", None)
+    if callable(save):
+        save()
+    return [d for d in out if d is not None]

@@ -17,7 +17,7 @@ from .errors import UnreadableInputError
 
 if TYPE_CHECKING:
     from .catalog import PublishedFile
-    from .digest import DigestSource, FileDigest, StatCache
+    from .digest import FileDigest, StatCache
     from .known import ReleaseSource
     from .lfs import LfsPointer
     from .registry import Match
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 __all__ = [
     "NON_OFFICIAL_UNET",
     "Identification",
-    "hash_with_cache",
     "identify_digest",
     "identify_file",
     "identify_files",
@@ -169,32 +168,6 @@ def _what(m: Match) -> str:
     return f"{m.role or m.path} of {m.describe()} ({m.channel})"
 
 
-def hash_with_cache(
-    paths: list[Path],
-    *,
-    stat_cache: DigestSource | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> list[FileDigest]:
-    """Digests in input order: known ones from ``stat_cache``, the rest hashed in parallel.
-
-    ``stat_cache`` is any :class:`~sonic_registry.digest.DigestSource`; one that
-    can be saved (a :class:`~sonic_registry.digest.StatCache`) is saved afterwards.
-    """
-    from .digest import hash_files
-
-    out: list[FileDigest | None] = [stat_cache.get(p) if stat_cache else None for p in paths]
-    todo = [i for i, d in enumerate(out) if d is None]
-    fresh = hash_files([paths[i] for i in todo], progress=progress) if todo else []
-    for i, digest in zip(todo, fresh, strict=True):
-        out[i] = digest
-        if stat_cache is not None:
-            stat_cache.put(paths[i], digest)
-    save = getattr(stat_cache, "save", None)
-    if callable(save):
-        save()
-    return [d for d in out if d is not None]
-
-
 def _check_file(path: Path) -> None:
     if not path.exists():
         raise UnreadableInputError(str(path), "no such file")
@@ -213,6 +186,8 @@ def identify_files(
     items = [Path(p) for p in paths]
     for p in items:
         _check_file(p)
+    from .digest import hash_with_cache
+
     digests = hash_with_cache(items, stat_cache=stat_cache, progress=progress)
     lookups: dict[str, tuple[Match, ...]] = {}
 

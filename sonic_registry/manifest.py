@@ -189,8 +189,13 @@ class Release:
 
     @property
     def release_id(self) -> str:
-        """``model@version#serial``, e.g. ``sonic@1.3.0#1``."""
-        return f"{self.model}@{self.version}#{self.serial}"
+        """``model@version#serial``, e.g. ``sonic@1.3.0#1``.
+
+        Signed releases have serials from 1; serial 0 is the built-in catalog's
+        unsigned published release, which has no serial to name (``sonic@2025.1.14``).
+        """
+        tail = f"#{self.serial}" if self.serial else ""
+        return f"{self.model}@{self.version}{tail}"
 
     @property
     def parsed_version(self) -> Version:

@@ -50,6 +50,7 @@ __all__ = [
     "ParameterRangeError",
     "Report",
     "Status",
+    "check_graph_params",
     "check_params",
     "classify",
     "coerce_value",
@@ -338,6 +339,18 @@ def check_params(
             )
         )
     return Report(release.release_id, tuple(items), info)
+
+
+def check_graph_params(release: Release, graph_params: Mapping[str, int | float]) -> Report:
+    """The one judgement of a workflow's parameters: ``resolve``, the workflows hook
+    and ``check-params --workflow`` all call this, so they cannot disagree.
+
+    Only parameters the release signs ranges for are judged; the others (seed,
+    duration, ...) are data the resolver reports. Raises :class:`UsageError`
+    (or an ``ExceptionGroup`` of them) for a value of the wrong type.
+    """
+    ranged = {k: v for k, v in graph_params.items() if k in release.params}
+    return check_params(release, ranged)
 
 
 def _duration_value(raw: object, already: float | None) -> float:

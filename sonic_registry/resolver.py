@@ -1,19 +1,21 @@
-"""Resolve a pipeline graph against a registry: one release per graph, or a refusal.
+"""Resolve a pipeline graph against known releases: one release per graph, or a refusal.
 
-Steps (each a numbered comment in :func:`analyze_graph`):
+:func:`analyze_graph` runs these steps, each a function a reader can name:
 
 1. the graph's own findings (old node interfaces, wrong model family) are verdicts;
-2. every weight file the graph loads is hashed once (however many nodes load
-   it) and identified **by digest**: a DICE-Talk ``unet.pth`` under Sonic's
-   file name is whatever its bytes are, not what its name says;
-3. all identified components must come from one release, unless the newest
-   release among them declares the others compatible in its *signed*
-   ``compatible_with``;
-4. each component sits on a slot of its role and interface;
-5. the runtime's version satisfies the release's ``reference_runtime`` specifier.
-
-Parameters are read and reported (``Resolution.params``), not judged: that is
-:func:`sonic_registry.params.check_params`' job.
+2. :func:`hash_graph_files` hashes every file the graph loads once (however many
+   nodes load it); :func:`match_graph_files` identifies each **by digest** (a
+   DICE-Talk ``unet.pth`` under Sonic's file name is whatever its bytes are);
+   :func:`judge_unknown_files` gives files no release lists identify's verdict
+   (refused, or unverified with ``allow_unsigned``; an LFS pointer never passes);
+3. :func:`choose_release`: all components must come from one release, unless the
+   chosen release declares the others compatible in its *signed* ``compatible_with``;
+4. :func:`check_slots`: each component sits on a slot of its role and interface
+   (strictly where the graph says so: ``Graph.strict_roles``, ``Graph.typed_edges``);
+5. :func:`check_runtime`: the runtime satisfies the release's ``reference_runtime``;
+6. :func:`judge_params`: the parameters against the release's signed ranges,
+   with :func:`sonic_registry.params.check_graph_params`, the judgement the
+   workflows hook and ``check-params --workflow`` share.
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
@@ -34,9 +35,9 @@ from .errors import (
     UnreadableInputError,
     UnsafePathError,
     UnsignedReleaseError,
-    raise_all,
 )
 from .identify import identify_digest, judge, unknown_file_advice
+from .resolution import Resolution, ResolvedComponent
 from .workflows import Graph, InterfaceMismatchError, WeightRef, load_graph
 
 if TYPE_CHECKING:
@@ -49,104 +50,13 @@ __all__ = [
     "Resolution",
     "ResolvedComponent",
     "analyze_graph",
+    "check_runtime",
     "load_graph",
     "resolve_graph",
 ]
 
 #: Weakest last: a signed release outranks the built-in catalog's unsigned one.
 _CHANNEL_RANK = {"official": 0, "community": 1, "published": 2, "unverified": 3}
-
-
-@dataclass(frozen=True, slots=True)
-class ResolvedComponent:
-    """A weight a node loads, and the release component its bytes are."""
-
-    node: str
-    node_type: str
-    slot: str
-    file: str | None  # relative to the models directory
-    sha256: str | None
-    role: str | None
-    model: str | None
-    version: str | None
-    release_id: str | None
-    training_step: int | None
-    channel: str  # official / community / unverified
-
-    def describe(self) -> str:
-        where = f"node {self.node} ({self.node_type}) {self.file or self.slot}"
-        if self.release_id is None:
-            return f"{where}: unknown to the registry"
-        step = f" step {self.training_step}" if self.training_step is not None else ""
-        return f"{self.role} is {self.model} {self.version}{step} ({where})"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "node": self.node,
-            "node_type": self.node_type,
-            "slot": self.slot,
-            "file": self.file,
-            "sha256": self.sha256,
-            "role": self.role,
-            "model": self.model,
-            "version": self.version,
-            "release_id": self.release_id,
-            "training_step": self.training_step,
-            "channel": self.channel,
-        }
-
-
-@dataclass(frozen=True)
-class Resolution:
-    """What a graph resolved to, and every problem found on the way."""
-
-    graph: Graph
-    release: VerifiedStatement | None
-    channel: str  # the weakest channel among the components: official/community/unverified
-    components: tuple[ResolvedComponent, ...]
-    params: Mapping[str, int | float]
-    warnings: tuple[str, ...]
-    unknown_nodes: tuple[str, ...]
-    problems: tuple[SonicRegistryError, ...] = field(default=())
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    @property
-    def label(self) -> str:
-        from .trust import channel_label  # lazy: keeps the workflows hook free of crypto
-
-        return channel_label(self.channel)
-
-    @property
-    def by_node(self) -> Mapping[str, tuple[ResolvedComponent, ...]]:
-        out: dict[str, list[ResolvedComponent]] = {}
-        for c in self.components:
-            out.setdefault(c.node, []).append(c)
-        return MappingProxyType({k: tuple(v) for k, v in out.items()})
-
-    def raise_for_problems(self) -> Resolution:
-        """Raise the first problem (with all of them in ``.problems``), else return self."""
-        raise_all(self.problems)
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        exit_code = max((p.exit_code for p in self.problems), default=0)
-        return {
-            "ok": self.ok,
-            "exit_code": exit_code,
-            "graph": self.graph.source,
-            "format": self.graph.format,
-            "release": self.release.to_dict() if self.release else None,
-            "channel": self.channel,
-            "label": self.label,
-            "components": [c.to_dict() for c in self.components],
-            "params": dict(self.params),
-            "warnings": list(self.warnings),
-            "unknown_nodes": list(self.unknown_nodes),
-            "errors": [p.to_dict() for p in self.problems],
-        }
 
 
 def _models_path(models_dir: Path, rel: str, ref: WeightRef, source: str) -> Path:
@@ -163,7 +73,7 @@ def _hash_all(
     paths: Mapping[str, Path], cache: DigestSource | None
 ) -> dict[str, FileDigest | SonicRegistryError]:
     """Each graph path's digest, or the error hashing its file; each file hashed once."""
-    from .identify import hash_with_cache
+    from .digest import hash_with_cache
 
     distinct = list(dict.fromkeys(paths.values()))
     found: dict[Path, FileDigest | SonicRegistryError] = {}
@@ -191,6 +101,24 @@ def _release_order(statement: VerifiedStatement) -> tuple[Version, int, int]:
     return (r.parsed_version, -_CHANNEL_RANK.get(statement.channel, 4), r.serial)
 
 
+@dataclass
+class _Work:
+    """What the steps of :func:`analyze_graph` share: inputs, findings so far."""
+
+    graph: Graph
+    registry: ReleaseSource
+    base: Path | None
+    allow_unsigned: bool
+    problems: list[SonicRegistryError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    digests: dict[str, FileDigest | None] = field(default_factory=dict)
+    reported: set[str] = field(default_factory=set)  # paths whose problem is already reported
+
+
+_Candidate = tuple[WeightRef, str | None, tuple["Match", ...]]
+_Picked = tuple[WeightRef, str | None, "Match"]
+
+
 def analyze_graph(
     graph: Graph,
     registry: ReleaseSource,
@@ -199,26 +127,64 @@ def analyze_graph(
     runtime_version: str | None = None,
     allow_unsigned: bool = False,
     stat_cache: DigestSource | None = None,
+    check_params: bool = True,
 ) -> Resolution:
-    """Resolve ``graph``; every problem is collected in ``Resolution.problems``."""
-    problems: list[SonicRegistryError] = []
-    warnings = list(graph.warnings)
+    """Resolve ``graph``; every problem is collected in ``Resolution.problems``.
+
+    ``check_params=False`` leaves step 6 to a caller that judges the parameters
+    itself with more input (the ComfyUI pack measures the audio for ``duration``).
+    """
     base = Path(models_dir) if models_dir is not None else None
-
+    work = _Work(graph, registry, base, allow_unsigned, warnings=list(graph.warnings))
     # Step 1: what the format adapter found is already a verdict.
-    problems += [InterfaceMismatchError(graph.source, line) for line in graph.interface_errors]
+    work.problems += [InterfaceMismatchError(graph.source, x) for x in graph.interface_errors]
+    # Step 2: hash each distinct file once, identify each distinct digest once.
+    hash_graph_files(work, stat_cache)
+    candidates = match_graph_files(work)
+    unknown = judge_unknown_files(work, [c for c in candidates if not c[2]])
+    # Step 3: one release for the whole graph.
+    chosen, picked = choose_release(work, [c for c in candidates if c[2]])
+    # Step 4: every component sits on a slot of its role and interface.
+    check_slots(work, picked)
+    # Step 5: the runtime must satisfy the release's specifier (no forward compatibility).
+    if chosen is not None and runtime_version is not None:
+        work.problems += check_runtime(chosen, runtime_version, graph.source)
+    # Step 6: the parameters, judged against the release's signed ranges.
+    if check_params:
+        judge_params(work, chosen)
+    return _resolution(work, chosen, picked, unknown)
 
-    # Step 2: hash each distinct file once (in parallel), then identify each
-    # distinct digest once.
-    digests: dict[str, FileDigest | None] = {}
-    reported: set[str] = set()  # paths whose problem is already in ``problems``
-    # The files to hash, and each path's problem in graph order (None: no problem).
+
+def judge_params(work: _Work, chosen: VerifiedStatement | None) -> None:
+    """Step 6: :func:`~sonic_registry.params.check_graph_params` on the graph's values.
+
+    The ranges are the chosen release's; with no release (every file unknown,
+    accepted as unverified) there are no validated ranges to judge against.
+    """
+    from .errors import ParameterRangeError
+    from .params import check_graph_params
+
+    if chosen is None:
+        return
+    statement = chosen
+    try:
+        report = check_graph_params(statement.release, work.graph.params)
+    except SonicRegistryError as exc:
+        work.problems += exc.problems
+        return
+    work.problems += [ParameterRangeError(work.graph.source, c.message) for c in report.errors]
+    work.warnings += [c.message for c in report.warnings]
+
+
+def hash_graph_files(work: _Work, stat_cache: DigestSource | None) -> None:
+    """Step 2a: the digest of every file the graph names (``work.digests``), in parallel."""
+    graph, base = work.graph, work.base
     to_hash: dict[str, Path] = {}
-    outcome: dict[str, SonicRegistryError | None] = {}
+    outcome: dict[str, SonicRegistryError | None] = {}  # each path's problem, graph order
     for ref in graph.weights:
-        if ref.path is None or ref.path in digests:
+        if ref.path is None or ref.path in work.digests:
             continue
-        digests[ref.path] = None
+        work.digests[ref.path] = None
         if base is None:
             outcome[ref.path] = UnreadableInputError(
                 graph.source, f"{ref.describe()}: give --models-dir to check the file it loads"
@@ -235,80 +201,106 @@ def analyze_graph(
         if isinstance(hashed, SonicRegistryError):
             outcome[rel] = hashed
         else:
-            digests[rel] = hashed
+            work.digests[rel] = hashed
     for rel, error in outcome.items():
         if error is not None:
-            problems.append(error)
-            reported.add(rel)
-    matches_of: dict[str, tuple[Match, ...]] = {}
-    for hexdigest in {d.sha256 for d in digests.values() if d is not None}:
-        matches_of[hexdigest] = registry.lookup(hexdigest)
+            work.problems.append(error)
+            work.reported.add(rel)
 
-    # Each weight ref -> its candidate matches (a file can be in several releases).
-    candidates: list[tuple[WeightRef, str | None, tuple[Match, ...]]] = []
-    for ref in graph.weights:
+
+def match_graph_files(work: _Work) -> list[_Candidate]:
+    """Step 2b: each weight ref and the releases that list its bytes (maybe several)."""
+    matches_of: dict[str, tuple[Match, ...]] = {}
+    for hexdigest in {d.sha256 for d in work.digests.values() if d is not None}:
+        matches_of[hexdigest] = work.registry.lookup(hexdigest)
+    candidates: list[_Candidate] = []
+    for ref in work.graph.weights:
         if ref.path is not None:
-            digest = digests.get(ref.path)
+            digest = work.digests.get(ref.path)
             if digest is None:
-                if ref.optional or ref.path in reported or base is None:
-                    continue
-                problems.append(
-                    UnreadableInputError(
-                        str(base / ref.path),
-                        f"no such file (loaded by node {ref.node} ({ref.node_type}) {ref.slot})",
-                    )
-                )
-                continue
-            found = matches_of[digest.sha256]
-            if ref.component is not None and found:
-                named = tuple(m for m in found if (m.model, m.version, m.role) == ref.component)
-                if not named:
-                    # The file is signed, but as another component than the graph names.
-                    problems.append(
-                        InterfaceMismatchError(
-                            graph.source,
-                            f"{ref.describe()}: the file is {_what(found[0])}, not "
-                            f"{ref.component[2]} of {ref.component[0]} {ref.component[1]}",
+                if not (ref.optional or ref.path in work.reported or work.base is None):
+                    work.problems.append(
+                        UnreadableInputError(
+                            str(work.base / ref.path),
+                            f"no such file (loaded by node {ref.node} ({ref.node_type}) "
+                            f"{ref.slot})",
                         )
                     )
-                    continue
-                found = named
-            candidates.append((ref, digest.sha256, found))
+                continue
+            found = _named_component(work, ref, matches_of[digest.sha256])
+            if found is not None:
+                candidates.append((ref, digest.sha256, found))
         elif ref.component is not None:
-            model, version, role = ref.component
-            try:
-                statement = registry.get(model, version)
-            except SonicRegistryError as exc:
-                problems.append(
-                    UnsignedReleaseError(graph.source, f"{ref.describe()}: {exc.detail}")
-                )
-                continue
-            comp = statement.release.components.get(role)
-            if comp is None:
-                problems.append(
-                    InterfaceMismatchError(
-                        graph.source,
-                        f"{ref.describe()}: {statement.release.release_id} has no "
-                        f"{role!r} component",
-                    )
-                )
-                continue
-            from .registry import Match as _Match
+            match = _component_match(work, ref, ref.component)
+            if match is not None:
+                candidates.append((ref, None, (match,)))
+    return candidates
 
-            candidates.append((ref, None, (_Match(statement, comp.paths[0], role),)))
 
-    # Unknown files: refused unless the caller opted in, then labelled unverified.
-    # A Git LFS pointer is never usable; what each file is comes from
-    # identify's one judgement (the same words doctor and identify print).
-    unknown = [(ref, sha) for ref, sha, found in candidates if not found]
-    for ref, sha in unknown:
-        assert base is not None and ref.path is not None and sha is not None
-        digest = digests[ref.path]
+def _named_component(
+    work: _Work, ref: WeightRef, found: tuple[Match, ...]
+) -> tuple[Match, ...] | None:
+    """The matches a ref that names its component accepts; None (reported) if none."""
+    if ref.component is None or not found:
+        return found
+    named = tuple(m for m in found if (m.model, m.version, m.role) == ref.component)
+    if not named:
+        # The file is signed, but as another component than the graph names.
+        model, version, role = ref.component
+        work.problems.append(
+            InterfaceMismatchError(
+                work.graph.source,
+                f"{ref.describe()}: the file is {_what(found[0])}, not {role} of {model} {version}",
+            )
+        )
+        return None
+    return named
+
+
+def _component_match(work: _Work, ref: WeightRef, component: tuple[str, str, str]) -> Match | None:
+    """A ref naming a release component without a file: that component, if it exists."""
+    from .registry import Match
+
+    model, version, role = component
+    try:
+        statement = work.registry.get(model, version)
+    except SonicRegistryError as exc:
+        work.problems.append(
+            UnsignedReleaseError(work.graph.source, f"{ref.describe()}: {exc.detail}")
+        )
+        return None
+    comp = statement.release.components.get(role)
+    if comp is None:
+        work.problems.append(
+            InterfaceMismatchError(
+                work.graph.source,
+                f"{ref.describe()}: {statement.release.release_id} has no {role!r} component",
+            )
+        )
+        return None
+    return Match(statement, comp.paths[0], role)
+
+
+def judge_unknown_files(
+    work: _Work, unknown: list[_Candidate]
+) -> list[tuple[WeightRef, str | None]]:
+    """Step 2c: files no release lists: refused, or with ``allow_unsigned`` unverified.
+
+    What each file is comes from identify's one judgement (the words doctor and
+    identify print); a Git LFS pointer is never usable, whatever the opt-in.
+    """
+    out: list[tuple[WeightRef, str | None]] = []
+    for ref, sha, _ in unknown:
+        assert work.base is not None and ref.path is not None and sha is not None
+        digest = work.digests[ref.path]
         assert digest is not None
-        ident = identify_digest(base / ref.path, digest, registry.lookup)
+        ident = identify_digest(work.base / ref.path, digest, work.registry.lookup)
         status, advice, _ = judge(ident)
+        out.append((ref, sha))
         if status == "not-downloaded":
-            problems.append(UnsignedReleaseError(graph.source, f"{ref.describe()}: {advice}"))
+            work.problems.append(
+                UnsignedReleaseError(work.graph.source, f"{ref.describe()}: {advice}")
+            )
             continue
         line = (
             f"{ref.describe()}: sha256 {sha} is unknown to the registry "
@@ -319,22 +311,25 @@ def analyze_graph(
         elif ref.expected_role == "unet" or status == "unknown":
             hint = ref.expected_role or (ident.expected.role if ident.expected else None)
             line += f"; {unknown_file_advice(hint, ident.reason)}"
-        if allow_unsigned:
-            warnings.append(line + "; accepted as unverified")
+        if work.allow_unsigned:
+            work.warnings.append(line + "; accepted as unverified")
         else:
-            problems.append(UnsignedReleaseError(graph.source, line))
-    known = [(ref, sha, found) for ref, sha, found in candidates if found]
+            work.problems.append(UnsignedReleaseError(work.graph.source, line))
+    return out
 
-    # Step 3: one release for the whole graph. The newest release among the
-    # candidates that covers every component (itself, or by its signed
-    # compatible_with) is the graph's release.
+
+def choose_release(
+    work: _Work, known: list[_Candidate]
+) -> tuple[VerifiedStatement | None, list[_Picked]]:
+    """Step 3: the newest release that covers every component (itself, or by its signed
+    ``compatible_with``), and the match each ref takes from it; a mix is a problem."""
     chosen: VerifiedStatement | None = None
     pool = {m.statement.manifest_digest: m.statement for _, _, found in known for m in found}
     for statement in sorted(pool.values(), key=_release_order, reverse=True):
         if all(any(_covers(statement, m) for m in found) for _, _, found in known):
             chosen = statement
             break
-    picked: list[tuple[WeightRef, str | None, Match | None]] = []
+    picked: list[_Picked] = []
     for ref, sha, found in known:
         best = found[0]
         if chosen is not None:
@@ -344,35 +339,56 @@ def analyze_graph(
             )
         picked.append((ref, sha, best))
     if known and chosen is None:
-        newest = max(pool.values(), key=_release_order).release
-        others = sorted(
-            {f"{s.release.model} {s.release.version}" for s in pool.values()}
-            - {f"{newest.model} {newest.version}"}
-        )
-        parts = sorted({_part(ref, m) for ref, _, m in picked if m is not None})
-        problems.append(
-            MixedReleaseError(
-                graph.source,
-                ", ".join(parts) + ": releases must not be mixed "
-                f"({newest.model} {newest.version} does not declare "
-                f"{' or '.join(others)} compatible)",
-            )
-        )
+        work.problems.append(_mixed(work.graph.source, list(pool.values()), picked))
+    return chosen, picked
 
-    # Step 4: every component sits on a slot of its role and interface.
+
+def _mixed(source: str, pool: list[VerifiedStatement], picked: list[_Picked]) -> MixedReleaseError:
+    """The mixed-release verdict, naming the release whose file must change.
+
+    Within one model the newest release is the one to keep. Across models
+    (Sonic's release beside a separate SVD release) versions do not compare:
+    the release to change is that of the model most of the graph's components
+    come from, which must declare the others in its ``compatible_with``.
+    """
+    counts: dict[str, int] = {}
+    for _, _, m in picked:
+        counts[m.model] = counts.get(m.model, 0) + 1
+    main_model = max(counts, key=lambda name: (counts[name], name))
+    own = [s for s in pool if s.release.model == main_model]
+    head = max(own, key=_release_order).release
+    others = sorted(
+        {f"{s.release.model} {s.release.version}" for s in pool} - {f"{head.model} {head.version}"}
+    )
+    parts = sorted({_part(ref, m) for ref, _, m in picked})
+    fix = (
+        f"replace the files of {' and '.join(others)} with {head.model} {head.version} files"
+        if all(s.release.model == main_model for s in pool)
+        else f"change {head.model} {head.version}'s release.toml: declare "
+        f"{' and '.join(others)} in its compatible_with, then sign it again"
+    )
+    return MixedReleaseError(
+        source,
+        ", ".join(parts) + ": releases must not be mixed "
+        f"({head.model} {head.version} does not declare {' or '.join(others)} compatible; "
+        f"{fix})",
+    )
+
+
+def check_slots(work: _Work, picked: list[_Picked]) -> None:
+    """Step 4: each component on a slot of its role and interface (and edges, if typed)."""
+    graph = work.graph
     known_roles = {r.expected_role for r in graph.weights if r.expected_role}
-    strict_roles = graph.format == "pipeline.toml"
     comp_of_node: dict[str, Match] = {}
     for ref, _, m in picked:
-        assert m is not None
         comp_of_node.setdefault(ref.node, m)
         if (
             ref.expected_role
             and m.role != ref.expected_role
-            and (strict_roles or m.role is None or m.role in known_roles)
+            and (graph.strict_roles or m.role is None or m.role in known_roles)
         ):
             what = f"the {m.role} component" if m.role else "a non-component file"
-            problems.append(
+            work.problems.append(
                 InterfaceMismatchError(
                     graph.source,
                     f"{ref.describe()}: loads {what} of {m.describe()}, "
@@ -380,20 +396,27 @@ def analyze_graph(
                 )
             )
         if ref.interface and m.interface != ref.interface:
-            problems.append(
+            work.problems.append(
                 InterfaceMismatchError(
                     graph.source,
                     f"{ref.describe()}: needs interface {ref.interface!r}, "
                     f"{m.role} of {m.describe()} has {m.interface!r}",
                 )
             )
-    if graph.format == "pipeline.toml":
-        problems += _check_edges(graph, comp_of_node)
+    if graph.typed_edges:
+        work.problems += _check_edges(graph, comp_of_node)
 
-    # Step 5: the runtime must satisfy the release's specifier (no forward compatibility).
-    if chosen is not None and runtime_version is not None:
-        problems += _check_runtime(chosen, runtime_version, graph.source)
 
+def _resolution(
+    work: _Work,
+    chosen: VerifiedStatement | None,
+    picked: list[_Picked],
+    unknown: list[tuple[WeightRef, str | None]],
+) -> Resolution:
+    rows: list[tuple[WeightRef, str | None, Match | None]] = [
+        *picked,
+        *((r, s, None) for r, s in unknown),
+    ]
     components = tuple(
         ResolvedComponent(
             node=ref.node,
@@ -408,7 +431,7 @@ def analyze_graph(
             training_step=m.training_step if m else None,
             channel=m.channel if m else "unverified",
         )
-        for ref, sha, m in [*picked, *((r, s, None) for r, s in unknown)]
+        for ref, sha, m in rows
     )
     channel = max(
         (c.channel for c in components),
@@ -416,14 +439,14 @@ def analyze_graph(
         default=chosen.channel if chosen else "unverified",
     )
     return Resolution(
-        graph=graph,
+        graph=work.graph,
         release=chosen,
         channel=channel,
         components=components,
-        params=graph.params,
-        warnings=tuple(warnings),
-        unknown_nodes=graph.unknown_nodes,
-        problems=tuple(_usage_first(problems)),
+        params=work.graph.params,
+        warnings=tuple(work.warnings),
+        unknown_nodes=work.graph.unknown_nodes,
+        problems=tuple(_usage_first(work.problems)),
     )
 
 
@@ -467,7 +490,7 @@ def _check_edges(graph: Graph, comp_of_node: Mapping[str, Match]) -> list[SonicR
     return out
 
 
-def _check_runtime(
+def check_runtime(
     chosen: VerifiedStatement, runtime_version: str, source: str
 ) -> list[SonicRegistryError]:
     spec = chosen.release.runtime.get("reference_runtime")

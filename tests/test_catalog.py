@@ -250,12 +250,18 @@ def test_resolve_published_files_resolve_to_the_published_release(tmp_path: Path
     files["svd"] = root / "checkpoints/svd_xt_1_1.safetensors"
     known = KnownReleases(None, local_catalog(files))
     res = analyze_graph(load_graph(WORKFLOWS / CORRECT[0]), known, root)
-    assert res.ok, [str(p) for p in res.problems]
     assert res.channel == "published" and res.release is not None
     assert res.release.release.version == "2025.1.14" and res.release.signers == ()
+    # The author's own example asks for min_resolution=256: the published ranges refuse it.
+    assert [str(p).split(": ", 1)[1] for p in res.problems] == [
+        "min_resolution=256 is below the allowed 512..2048: below 768 fine facial detail "
+        "is softened (below 512 it is lost)"
+    ]
+    graph = load_graph(WORKFLOWS / CORRECT[1])  # 20250216.json: min_resolution 512
+    assert analyze_graph(graph, known, root).ok
     # A swapped audio2token (a fixed-path file, no widget) changes the verdict.
     _write(root / "sonic/audio2token.pth", _junk("swapped"))
-    res = analyze_graph(load_graph(WORKFLOWS / CORRECT[0]), known, root)
+    res = analyze_graph(graph, known, root)
     assert not res.ok and "sonic/audio2token.pth" in str(res.problems[0])
 
 

@@ -119,8 +119,7 @@ def test_cli_identify_exit_codes_and_json(
 
 
 def test_hash_with_cache_takes_any_digest_source(tmp_path: Path) -> None:
-    from sonic_registry.digest import FileDigest, KnownDigests, hash_file
-    from sonic_registry.identify import hash_with_cache
+    from sonic_registry.digest import FileDigest, KnownDigests, hash_file, hash_with_cache
 
     a, b = tmp_path / "a.bin", tmp_path / "b.bin"
     a.write_bytes(b"a")

@@ -13,6 +13,7 @@ from .release import load_trust, trust_options
 
 if TYPE_CHECKING:
     from ..bundle import VerifiedStatement
+    from ..params import Report
 
 __all__ = ["check_params_command"]
 
@@ -49,6 +50,23 @@ __all__ = ["check_params_command"]
     help="The driving audio file; its length is measured from the samples.",
 )
 @click.option("--duration", help="Requested video length in seconds; must match --audio.")
+@click.option(
+    "--workflow",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Judge the parameters of this ComfyUI workflow or pipeline.toml, as `resolve` and "
+    "the workflows hook do. Ranges: the release its files resolve to (with --models-dir), "
+    "else the built-in catalog's published Sonic release.",
+)
+@click.option(
+    "--models-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="With --workflow: the models folder its file names are relative to.",
+)
+@click.option(
+    "--no-builtin-catalog",
+    is_flag=True,
+    help="With --workflow: only signed releases from --registry count.",
+)
 @json_option
 @handle_errors
 def check_params_command(
@@ -61,6 +79,9 @@ def check_params_command(
     assignments: tuple[str, ...],
     audio: Path | None,
     duration: str | None,
+    workflow: Path | None,
+    models_dir: Path | None,
+    no_builtin_catalog: bool,
     json_output: bool,
 ) -> None:
     """Check parameters against the ranges the release was validated on.
@@ -73,7 +94,6 @@ def check_params_command(
     length of --audio within the release's tolerance. Unknown names, wrong
     types, NaN/inf and unreadable audio are usage errors (exit 2).
     """
-    from ..bundle import verify_bundle
     from ..errors import UsageError
     from ..params import check_params, parse_assignment
     from ..trust import channel_label
@@ -84,36 +104,26 @@ def check_params_command(
         if name in params:
             raise UsageError("--set", f"{name} given twice")
         params[name] = value
-    # The ranges are only as good as the signature over them: verify first,
-    # without recording the serial (a check is not an install).
-    if (release_dir is None) == (registry_location is None):
-        raise UsageError("", "give either --release DIR or --registry REG MODEL VERSION")
-    if registry_location is not None:
-        if len(model_version) != 2:
-            raise UsageError("--registry", "expected MODEL VERSION after the options")
-        from .registry import _open
-
-        with _open(registry_location, trust_path, public_keys) as reg:
-            verified: VerifiedStatement = reg.get(*model_version)
-    else:
-        if model_version:
-            raise UsageError("--release", f"unexpected arguments {' '.join(model_version)}")
-        assert release_dir is not None
-        verified = verify_bundle(
-            release_dir,
-            load_trust(trust_path, public_keys),
-            allow_unsigned=allow_unsigned,
-            record_serial=False,
+    if workflow is not None:
+        report, channel = _workflow_report(
+            workflow, models_dir, (registry_location, trust_path, public_keys, no_builtin_catalog)
         )
-    report = check_params(
-        verified.release, params, audio=audio, duration=duration, audio_hint="--audio FILE"
-    )
+        if params or audio is not None or duration is not None or model_version:
+            raise UsageError("--workflow", "the values come from the workflow: drop --set/--audio")
+    else:
+        verified = _release_of(
+            model_version, release_dir, registry_location, trust_path, public_keys, allow_unsigned
+        )
+        report = check_params(
+            verified.release, params, audio=audio, duration=duration, audio_hint="--audio FILE"
+        )
+        channel = verified.channel
     code = 0 if report.ok else 1
     if json_output:
-        emit_json({**report.to_dict(), "exit_code": code, "channel": verified.channel})
+        emit_json({**report.to_dict(), "exit_code": code, "channel": channel})
     else:
-        if verified.channel != "official":
-            label = channel_label(verified.channel, long=True)
+        if channel != "official":
+            label = channel_label(channel, long=True)
             click.echo(f"note: {report.release_id} is {label}", err=True)
         for item in report.items:
             click.echo(f"{item.status}: {item.message}")
@@ -122,3 +132,70 @@ def check_params_command(
             f" ok, {len(report.warnings)} warning(s), {len(report.errors)} error(s)"
         )
     sys.exit(code)
+
+
+def _release_of(
+    model_version: tuple[str, ...],
+    release_dir: Path | None,
+    registry_location: str | None,
+    trust_path: Path | None,
+    public_keys: tuple[Path, ...],
+    allow_unsigned: bool,
+) -> VerifiedStatement:
+    """The release whose ranges count: --release DIR verified, or MODEL VERSION of --registry.
+
+    The ranges are only as good as the signature over them: verify first,
+    without recording the serial (a check is not an install).
+    """
+    from ..bundle import verify_bundle
+    from ..errors import UsageError
+
+    if (release_dir is None) == (registry_location is None):
+        raise UsageError(
+            "", "give either --release DIR, --registry REG MODEL VERSION or --workflow FILE"
+        )
+    if registry_location is not None:
+        if len(model_version) != 2:
+            raise UsageError("--registry", "expected MODEL VERSION after the options")
+        from .registry import _open
+
+        with _open(registry_location, trust_path, public_keys) as reg:
+            return reg.get(*model_version)
+    if model_version:
+        raise UsageError("--release", f"unexpected arguments {' '.join(model_version)}")
+    assert release_dir is not None
+    return verify_bundle(
+        release_dir,
+        load_trust(trust_path, public_keys),
+        allow_unsigned=allow_unsigned,
+        record_serial=False,
+    )
+
+
+def _workflow_report(
+    workflow: Path,
+    models_dir: Path | None,
+    source: tuple[str | None, Path | None, tuple[Path, ...], bool],
+) -> tuple[Report, str]:
+    """``params.check_graph_params`` on a workflow: the judgement resolve and the hook give."""
+    from ..catalog import load_catalog
+    from ..errors import UsageError
+    from ..params import check_graph_params
+    from ..resolver import analyze_graph, load_graph
+    from .registry import open_known
+
+    graph = load_graph(workflow)
+    with open_known(*source) as known:
+        if models_dir is not None:
+            res = analyze_graph(graph, known, models_dir, check_params=False)
+            if res.release is None:
+                raise UsageError(
+                    str(workflow),
+                    "its files are in no known release, so no ranges apply "
+                    "(run `sonic-registry resolve` for the details)",
+                )
+            statement = res.release
+        else:
+            published = load_catalog().releases[0]
+            statement = known.get(published.model, published.version)
+    return check_graph_params(statement.release, graph.params), statement.channel

@@ -278,6 +278,7 @@ def guard_prompt(prompt: Mapping[str, Any], ctx: PackContext) -> Verdict:
         ctx.models_dir,
         allow_unsigned=True,
         stat_cache=ctx.stat_cache,
+        check_params=False,  # _param_findings judges them, with the measured audio
     )
     sonic = _sonic_nodes(graph)
     findings = _problem_findings(ctx, res, sonic)

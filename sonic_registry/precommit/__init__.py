@@ -90,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
         help="folder the workflows' file names are relative to (default: the repo root)",
     )
     w.add_argument(
+        "--no-builtin-catalog",
+        action="store_true",
+        help="do not count the built-in catalog of the published Sonic files",
+    )
+    w.add_argument(
         "files", nargs="*", help="workflow files to check (default: every workflow in the repo)"
     )
     return parser
@@ -131,6 +136,7 @@ def _run_workflows(args: argparse.Namespace, trust: Trust) -> list[str]:
         models_dir=args.models_dir,
         bundles=find_bundles() if args.registry is None else (),
         stat_cache=cache,
+        builtin_catalog=not args.no_builtin_catalog,
     )
     cache.save()
     return found

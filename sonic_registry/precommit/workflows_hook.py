@@ -40,13 +40,16 @@ def is_workflow(path: str | Path) -> bool:
         if suffix == ".toml":
             import tomllib
 
-            return isinstance(tomllib.loads(data.decode("utf-8")).get("nodes"), dict)
-        from ..workflows.comfyui import is_api_format, is_ui_format
-
-        doc = json.loads(data)
+            doc = tomllib.loads(data.decode("utf-8"))
+        else:
+            doc = json.loads(data)
     except (OSError, ValueError, RecursionError):
         return False
-    return is_ui_format(doc) or is_api_format(doc)
+    from ..workflows import graph_format
+
+    fmt = graph_format(doc)
+    # A .toml file is a pipeline; a .json file a ComfyUI workflow (either format).
+    return fmt is not None and (fmt == "pipeline.toml") == (suffix == ".toml")
 
 
 def find_workflows(under: Sequence[Path] = (Path("."),)) -> list[str]:
@@ -108,14 +111,15 @@ def workflows(
     models_dir: Path = Path("."),
     bundles: Sequence[Path] = (),
     stat_cache: StatCache | None = None,
+    builtin_catalog: bool = True,
 ) -> list[str]:
     """One ``path: problem`` line per problem of each workflow in ``files``.
 
     Releases come from ``registry`` when given, else from the signed bundles of
-    the repository itself (``bundles``), verified with the hook's trust input.
+    the repository itself (``bundles``), verified with the hook's trust input;
+    plus the built-in catalog of the published Sonic files unless turned off.
     """
     from ..errors import SonicRegistryError
-    from ..params import check_params
     from ..registry import Registry, open_registry
     from ..resolver import analyze_graph
     from ..workflows import load_graph
@@ -132,24 +136,17 @@ def workflows(
         # here its files simply stay unknown, hence refused.
         envelopes = [root / ENVELOPE_NAME for root in bundles]
         reg = Registry.from_envelopes(envelopes, store, skip_invalid=True)
-    with reg:
+    from ..catalog import load_catalog
+    from ..known import KnownReleases
+
+    with KnownReleases(reg, load_catalog() if builtin_catalog else None) as known:
         for f in files:
             try:
-                res = analyze_graph(load_graph(f), reg, models_dir, stat_cache=stat_cache)
+                res = analyze_graph(load_graph(f), known, models_dir, stat_cache=stat_cache)
             except SonicRegistryError as exc:
                 out += [_in_workflow(f, p) for p in exc.problems]
                 continue
+            # The resolver's step 6 judged the parameters (params.check_graph_params),
+            # the same judgement `resolve` and `check-params --workflow` give.
             out += [_in_workflow(f, p) for p in res.problems]
-            if res.problems or res.release is None:
-                continue
-            # Only parameters the release signs ranges for are judged; the others
-            # (seed, fps, ...) are data assumptions the resolver already reports.
-            release = res.release.release
-            ranged = {k: v for k, v in res.params.items() if k in release.params}
-            try:
-                report = check_params(release, ranged)
-            except SonicRegistryError as exc:
-                out += [_in_workflow(f, p) for p in exc.problems]
-                continue
-            out += [_in_workflow(f, c.message) for c in report.errors]
     return out

@@ -7,11 +7,12 @@ saved as ``.txt`` or a pipeline without the ``.toml`` suffix still parses.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..canonical import MAX_DOCUMENT_BYTES, loads_strict
 from ..errors import InvalidManifest
 from ..fileio import read_bounded
-from .comfyui import parse_workflow
+from .comfyui import is_api_format, is_ui_format, parse_workflow
 from .graph import (
     Graph,
     InterfaceMismatchError,
@@ -31,9 +32,26 @@ __all__ = [
     "Node",
     "WeightRef",
     "check_structure",
+    "graph_format",
     "load_graph",
     "parse_graph_bytes",
 ]
+
+
+def graph_format(doc: Any) -> str | None:
+    """The one format sniffer (the parser and the workflows hook both use it).
+
+    ``comfyui-ui``, ``comfyui-api`` or ``pipeline.toml`` for a parsed JSON or
+    TOML document, None for anything else. Adding a format means adding it here
+    and to :func:`parse_graph_bytes`.
+    """
+    if is_ui_format(doc):
+        return "comfyui-ui"
+    if is_api_format(doc):
+        return "comfyui-api"
+    if isinstance(doc, dict) and isinstance(doc.get("nodes"), dict):
+        return "pipeline.toml"
+    return None
 
 
 def parse_graph_bytes(data: bytes, *, source: str) -> Graph:

@@ -102,6 +102,11 @@ class Graph:
     interface_errors: tuple[str, ...] = ()  # one line each; become InterfaceMismatchError
     warnings: tuple[str, ...] = ()
     unknown_nodes: tuple[str, ...] = ()  # "node 7 (Uncrop (mtb))"
+    #: A slot's role binds whatever the file is (pipeline.toml says what each node
+    #: is); ComfyUI slots only refuse a file of another *Sonic* role.
+    strict_roles: bool = False
+    #: Edges carry interfaces the resolver checks against both ends (pipeline.toml).
+    typed_edges: bool = False
 
 
 def _fail(where: str, message: str) -> InvalidGraph:

@@ -68,6 +68,13 @@ def _endpoint(value: Any, where: str, source: str) -> tuple[str, str]:
     return node, slot
 
 
+def _role_names() -> frozenset[str]:
+    """Role names a node may be named after: Sonic's, as the built-in catalog lists them."""
+    from ..catalog import load_catalog
+
+    return frozenset(f.role for f in load_catalog().files())
+
+
 def parse_pipeline(doc: Mapping[str, Any], *, source: str) -> Graph:
     """Check and convert a parsed ``pipeline.toml`` document."""
     unknown = set(doc) - {"pipeline", "params", "nodes", "edges"}
@@ -110,6 +117,9 @@ def parse_pipeline(doc: Mapping[str, Any], *, source: str) -> Graph:
                 )
             component = (spec["model"], spec["version"], spec["role"])
             role = role or spec["role"]
+        # A node named after a role binds that role even with ``role =`` left out,
+        # so swapping two components' files between their nodes is refused.
+        role = role or (name if name in _role_names() else "")
         nodes[name] = Node(id=name, type=kind, values=MappingProxyType(dict(table)))
         if file or component:
             weights.append(
@@ -154,4 +164,6 @@ def parse_pipeline(doc: Mapping[str, Any], *, source: str) -> Graph:
         links=tuple(links),
         weights=tuple(weights),
         params=MappingProxyType(params),
+        strict_roles=True,
+        typed_edges=True,
     )
