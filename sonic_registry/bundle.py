@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -44,6 +45,7 @@ from .fileio import atomic_write_bytes
 from .formats import is_weight_file
 from .manifest import PREDICATE_TYPE, Release, check_relative_path, parse_time
 from .prehash import Prehash
+from .safetensors_header import check_claimed_safetensors
 from .schema import validate
 from .signing import Envelope, PrivateKey, PublicKey
 from .trust import TrustStore, get_verification_result, record_verified_serial, resolve_trust
@@ -256,6 +258,7 @@ def sign_bundle(
 
     names = list_bundle_files(base)
     _require_component_files(release, names, where=str(base / TOML_NAME))
+    check_claimed_safetensors(release, partial(path_in_bundle, base))
     digests = _digest_bundle(base, names, progress, threads, shard_size, blake3)
     statement = build_statement(release, digests)
     payload = canonical_bytes(statement)
@@ -671,6 +674,7 @@ def _verify_signed(
         prehash=prehash,
     )
     raise_all(problems)
+    check_claimed_safetensors(statement.release, partial(path_in_bundle, base))
     if record_serial:
         record_verified_serial(store, statement, where=str(env_path))
     return VerifiedRelease(

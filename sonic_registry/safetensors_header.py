@@ -24,10 +24,10 @@ from torch or numpy later. The work is linear in the header size:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .canonical import loads_strict
 from .constants import (
@@ -39,6 +39,9 @@ from .constants import (
 from .errors import InvalidManifest, UnreadableInputError
 from .fileio import open_regular
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .manifest import Release
+
 __all__ = [
     "DTYPES",
     "MAX_DIM",
@@ -46,6 +49,7 @@ __all__ = [
     "MAX_HEADER_BYTES",
     "MAX_TENSORS",
     "TensorInfo",
+    "check_claimed_safetensors",
     "parse_header",
     "read_header",
 ]
@@ -294,3 +298,19 @@ def read_header(path: str | Path, *, where: str = "") -> tuple[int, dict[str, Te
         os.close(fd)
     data_start, tensors, _ = parse_header(head, st.st_size, where=label)
     return data_start, tensors
+
+
+def check_claimed_safetensors(release: Release, path_of: Callable[[str], str | Path]) -> None:
+    """Parse the header of every file ``release`` says is safetensors; raise the first problem.
+
+    Called by sign (before anything is signed) and verify (after the digests
+    matched), so a file that claims ``format = "safetensors"`` but would not
+    load is refused where it is signed, not where it runs. Only headers are
+    read: microseconds per file. ``path_of`` maps a bundle name to the confined
+    path to open.
+    """
+    for component in release.components.values():
+        if component.format != "safetensors":
+            continue
+        for name in component.paths:
+            read_header(path_of(name), where=name)

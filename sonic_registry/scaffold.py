@@ -17,7 +17,7 @@ from .bundle import TOML_NAME, list_bundle_files
 from .catalog import load_catalog
 from .errors import UnreadableInputError, UsageError
 from .fileio import atomic_write_text
-from .formats import is_weight_file, sniff
+from .formats import is_pickle_like, is_weight_file, sniff
 
 __all__ = ["SONIC_DATA", "guess_role", "render_release_toml", "write_release_toml"]
 
@@ -71,7 +71,8 @@ def render_release_toml(root: Path, *, model: str, version: str) -> str:
     for rel in list_bundle_files(root):
         if rel == TOML_NAME or not is_weight_file(root / rel):
             continue
-        fmt = _FORMATS.get(sniff(root / rel), "other")
+        kind = sniff(root / rel)
+        fmt = "pickle" if is_pickle_like(kind) else _FORMATS.get(kind, "other")
         found.setdefault(guess_role(rel), []).append((rel, fmt))
     if not found:
         raise UsageError(str(root), "expected weight files (.safetensors, .pth, ...), found none")

@@ -134,8 +134,9 @@ def test_big_file_shard_mismatch_names_the_byte_range(make_bundle, official_key)
 
     root = make_bundle(sign=False)
     big = root / UNET
-    with big.open("ab") as fh:
-        fh.write(b"\1" * 3000)
+    from helpers import weight_bytes, write_safetensors
+
+    write_safetensors(big, {"weight": weight_bytes("big", 1000)})  # valid, and > 3 shards
     sign_bundle(root, official_key.private, shard_size=1024)  # small shards: a small file shards
     statement = _statement(root)
     unet = next(s for s in statement["subject"] if s["name"] == UNET)
