@@ -28,6 +28,7 @@ from sonic_registry.errors import (
     BadSignatureError,
     DigestMismatchError,
     InvalidManifest,
+    SonicRegistryError,
     UnlistedFileError,
     UnsignedReleaseError,
     UsageError,
@@ -318,7 +319,7 @@ def test_single_file_models_export_and_verify(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2 and "is the model itself" in result.output
     _flip(model)
-    with pytest.raises(DigestMismatchError):
+    with pytest.raises(DigestMismatchError, match=r"model\.safetensors: expected sha256"):
         verify_oms(model, tmp_path / "m.sig", pub_path)
 
 
@@ -460,3 +461,47 @@ def test_refused_keys_and_flags_say_what_is_accepted(tmp_path: Path) -> None:
         assert (
             result.exit_code == 2 and f"{flag}: applies to OpenSSF model_signing" in result.output
         )
+
+
+@pytest.mark.slow
+def test_upstream_model_signing_agrees_on_every_vector_and_tampered_copy(tmp_path: Path) -> None:
+    """model_signing 1.1.1 itself, on the same folders and tampered copies: same verdicts."""
+    import model_signing
+
+    def upstream(folder: Path, model: Path, ignores: tuple[str, ...], cert: bool) -> bool:
+        config = model_signing.verifying.Config()
+        config = (
+            config.use_certificate_verifier(certificate_chain=[CA])
+            if cert
+            else config.use_elliptic_key_verifier(public_key=PUB)
+        )
+        hashing = model_signing.hashing.Config().set_ignored_paths(
+            paths=[*ignores, "model.sig"] if model.is_dir() else []
+        )
+        try:
+            config.set_hashing_config(hashing).verify(model, folder / "model.sig")
+        except Exception:  # model_signing raises ValueError, InvalidSignature, ...
+            return False
+        return True
+
+    def ours(folder: Path, model: Path, ignores: tuple[str, ...], cert: bool) -> bool:
+        try:
+            verify_oms(
+                model,
+                folder / "model.sig",
+                None if cert else PUB,
+                certificate_chain=[CA] if cert else (),
+                ignore_paths=[folder / i for i in ignores],
+            )
+        except SonicRegistryError:
+            return False
+        return True
+
+    cases = [(f, m, i, False) for f, m, i in KEY_CASES] + [(f, "", i, True) for f, i in CERT_CASES]
+    for folder_name, model_name, ignores, cert in cases:
+        folder = _copy(folder_name, tmp_path)
+        model = folder / model_name if model_name else folder
+        assert upstream(folder, model, ignores, cert) and ours(folder, model, ignores, cert)
+        _flip(folder / (model_name or "signme-1"))
+        assert not upstream(folder, model, ignores, cert), folder_name
+        assert not ours(folder, model, ignores, cert), folder_name

@@ -45,6 +45,7 @@ from ..signing import (
 from ..trust import TrustStore
 from ._oms_format import (
     GIT_PATHS,
+    SINGLE_FILE,
     OmsBundle,
     OmsStatement,
     Resource,
@@ -239,7 +240,8 @@ def verify_oms(
         if actual[name] != signed[name].digest:
             errors.append(
                 DigestMismatchError(
-                    name, f"expected sha256 {signed[name].digest}, found {actual[name]}"
+                    str(root) if name == SINGLE_FILE else name,  # a single-file model: its path
+                    f"expected sha256 {signed[name].digest}, found {actual[name]}",
                 )
             )
     raise_all(sorted(errors, key=lambda e: e.where))  # one line per file, in path order
