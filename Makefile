@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 EXTRAS := runtime,audio,blake3,dev
 
-.PHONY: install test lint typecheck pytest demo bench clean
+.PHONY: install test test-fast lint typecheck pytest demo bench clean
 
 install: $(VENV)/.install-stamp
 
@@ -25,6 +25,11 @@ pytest: install
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The quick loop while editing: everything but the end-to-end files marked
+# slow in tests/conftest.py (CI and `make test` still run them all).
+test-fast: install
+	$(BIN)/pytest -m "not slow"
 
 demo: install
 	$(BIN)/python -m reference_runtime demo

@@ -95,6 +95,33 @@ def make_bundle(tmp_path: Path, official_key: Keys) -> Callable[..., Path]:
     return make
 
 
+#: End-to-end files (subprocesses, real git and pre-commit, torch, many TUF
+#: repositories) that take most of the suite's time. ``make test-fast`` skips
+#: them; ``make test`` and CI run everything. Listed here, in one place, so a
+#: file's owner need not edit it to move it in or out.
+SLOW_FILES = frozenset(
+    {
+        "test_bench_smoke.py",
+        "test_cli_foundation.py",
+        "test_cli_polish.py",
+        "test_comfyui_e2e.py",
+        "test_demo.py",
+        "test_precommit_git.py",
+        "test_readme.py",
+        "test_registry_tuf_attacks.py",
+        "test_runtime_cli.py",
+        "test_runtime_cli_refusals.py",
+        "test_runtime_generate.py",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--update-goldens",

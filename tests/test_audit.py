@@ -306,6 +306,7 @@ def _writer(log: str, name: str, count: int, key_path: str | None) -> None:
         writer.append({"writer": name, "i": i, "pad": "x" * (i * 37 % 3000)})
 
 
+@pytest.mark.slow  # several writer processes
 def test_concurrent_writer_processes(tmp_path: Path, make_key) -> None:
     log = tmp_path / "g.jsonl"
     keys = make_key("audit")

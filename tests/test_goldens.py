@@ -8,6 +8,7 @@ key, fixed timestamps and fixed weights the whole envelope is byte-stable.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,15 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from helpers import weight_bytes, write_safetensors
 
 from sonic_registry.bundle import sign_bundle, verify_bundle
+from sonic_registry.errors import ExpiredReleaseError
 from sonic_registry.schema import validate
 from sonic_registry.signing import Envelope, PrivateKey
 from sonic_registry.trust import TrustStore
 
 GOLDEN = Path(__file__).parent / "golden"
+#: The golden release is valid 2026-01-01 .. 2036-01-01: it is signed and verified
+#: at this fixed moment, never against the real clock (which would fail from 2036).
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
 FIXED_KEY = PrivateKey(ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32))), "ed25519")
 
 
@@ -51,7 +56,7 @@ def golden_bundle(tmp_path: Path) -> Path:
 
 
 def test_statement_and_envelope_goldens(golden_bundle: Path, update_goldens: bool) -> None:
-    sign_bundle(golden_bundle, FIXED_KEY)
+    sign_bundle(golden_bundle, FIXED_KEY, now=NOW)
     raw = (golden_bundle / "release.dsse.json").read_bytes()
     envelope = Envelope.from_json(raw)
     statement = json.loads(envelope.payload)
@@ -61,8 +66,13 @@ def test_statement_and_envelope_goldens(golden_bundle: Path, update_goldens: boo
     # and the golden envelope still verifies with today's code
     golden_root = golden_bundle
     (golden_root / "release.dsse.json").write_bytes((GOLDEN / "release.dsse.json").read_bytes())
-    verified = verify_bundle(golden_root, public_keys=[FIXED_KEY.public])
+    verified = verify_bundle(golden_root, public_keys=[FIXED_KEY.public], now=NOW)
     assert verified.release.release_id == "sonic@1.3.0#1"
+    # The same envelope after its expiry is refused: the check above depends on NOW only.
+    with pytest.raises(ExpiredReleaseError):
+        verify_bundle(
+            golden_root, public_keys=[FIXED_KEY.public], now=datetime(2036, 1, 2, tzinfo=UTC)
+        )
 
 
 def test_trust_golden(tmp_path: Path, update_goldens: bool) -> None:

@@ -285,6 +285,7 @@ print(status("VmHWM") - before)
 """
 
 
+@pytest.mark.slow  # a subprocess hashing and loading a large file
 def test_peak_memory_is_about_one_copy_of_the_file(tmp_path: Path) -> None:
     small, big = tmp_path / "small.safetensors", tmp_path / "big.safetensors"
     save_file({"a": torch.ones(4)}, str(small))

@@ -54,16 +54,17 @@ def test_canonical_json_ignores_key_order(d) -> None:
 
 
 _KEY = generate_key()
-_SIGNED = Path(tempfile.mkdtemp(prefix="sonic-prop-")) / "bundle"
 
 
-def _signed_bundle() -> Path:
-    if not (_SIGNED / "release.dsse.json").exists():
-        for role, name in SONIC_ROLES.items():
-            write_safetensors(_SIGNED / name, {"w": weight_bytes(role, 64)})
-        (_SIGNED / "release.toml").write_text(release_toml())
-        sign_bundle(_SIGNED, _KEY)
-    return _SIGNED
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One signed bundle per worker, in pytest's own temp dir (cleaned up like tmp_path)."""
+    root = tmp_path_factory.mktemp("signed") / "bundle"
+    for role, name in SONIC_ROLES.items():
+        write_safetensors(root / name, {"w": weight_bytes(role, 64)})
+    (root / "release.toml").write_text(release_toml())
+    sign_bundle(root, _KEY)
+    return root
 
 
 SIGNED_FILES = [*SONIC_ROLES.values(), "release.toml", "release.dsse.json"]
@@ -75,13 +76,13 @@ SIGNED_FILES = [*SONIC_ROLES.values(), "release.toml", "release.dsse.json"]
     position=st.floats(min_value=0, max_value=1, exclude_max=True),
     mask=st.integers(min_value=1, max_value=255),
 )
-def test_any_single_byte_change_is_detected(name: str, position: float, mask: int) -> None:
+def test_any_single_byte_change_is_detected(
+    signed: Path, name: str, position: float, mask: int
+) -> None:
     """Flip any bits of any byte of any signed file (or of the envelope's payload/signature)."""
-    original = _signed_bundle()
-    work = Path(tempfile.mkdtemp(prefix="sonic-flip-"))
-    try:
-        root = work / "b"
-        shutil.copytree(original, root)
+    with tempfile.TemporaryDirectory(prefix="sonic-flip-") as work:
+        root = Path(work) / "b"
+        shutil.copytree(signed, root)
         target = root / name
         if name == "release.dsse.json":
             # Change the decoded payload or signature bytes, re-encoded validly,
@@ -101,15 +102,9 @@ def test_any_single_byte_change_is_detected(name: str, position: float, mask: in
             target.write_bytes(bytes(data))
         with pytest.raises((VerificationError, InvalidManifest, UsageError)):
             verify_bundle(root, public_keys=[_KEY.public])
-    finally:
-        shutil.rmtree(work)
 
 
-def test_the_unmodified_copy_verifies() -> None:
+def test_the_unmodified_copy_verifies(signed: Path, tmp_path: Path) -> None:
     # Guard for the property above: without a change, the same procedure passes.
-    work = Path(tempfile.mkdtemp(prefix="sonic-flip-"))
-    try:
-        shutil.copytree(_signed_bundle(), work / "b")
-        assert verify_bundle(work / "b", public_keys=[_KEY.public]).channel == "official"
-    finally:
-        shutil.rmtree(work)
+    shutil.copytree(signed, tmp_path / "b")
+    assert verify_bundle(tmp_path / "b", public_keys=[_KEY.public]).channel == "official"

@@ -126,6 +126,7 @@ def test_tampered_index_cannot_vouch_for_unknown_bytes(
     assert Registry(root, _trust(trust_file)).lookup(evil) == ()
 
 
+@pytest.mark.slow  # several processes
 def test_concurrent_adds_from_several_processes(
     tmp_path: Path, trust_file: Path, make_bundle: Callable[..., Path]
 ) -> None:
