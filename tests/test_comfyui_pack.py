@@ -410,9 +410,16 @@ def test_non_sonic_prompt_passes_untouched(world: World, pack: glue.Pack) -> Non
     assert world.standin.events("sonic_registry.verdict") == []
 
 
-def test_check_route_and_badge_statuses(world: World, pack: glue.Pack) -> None:
+def test_check_route_and_badge_statuses(
+    world: World, pack: glue.Pack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import asyncio
 
+    from sonic_registry.digest import StatCache
+
+    status, files = asyncio.run(world.standin.server.get("/sonic_registry/files"))
+    assert status == 200 and files["files"]["sonic/unet.pth"] == {"status": "unchecked"}
+    monkeypatch.setattr(StatCache, "RACY_SECONDS", 0.0)  # cache the files just written
     (world.models / "sonic" / "my_finetune.pth").write_bytes(b"z" * 2048)
     status, report = asyncio.run(world.standin.server.get("/sonic_registry/check"))
     assert status == 200
@@ -424,8 +431,18 @@ def test_check_route_and_badge_statuses(world: World, pack: glue.Pack) -> None:
     assert world.standin.events("sonic_registry.progress")[-1]["done"] == report["total_bytes"]
     status, files = asyncio.run(world.standin.server.get("/sonic_registry/files"))
     assert status == 200
-    # Files written within the racy window are not cached yet, so still "unchecked".
-    assert files["files"]["sonic/unet.pth"]["status"] in ("official", "unchecked")
+    # The check filled the digest cache: the badges now know every file without reading it.
+    assert files["files"]["sonic/unet.pth"]["status"] == "official"
+    assert files["files"]["sonic/unet.pth"]["release_id"] == "sonic@1.3.0#1"
+    assert files["files"]["sonic/my_finetune.pth"]["status"] == "unknown"
+    world.config.write_text('[policy]\nmixed = "maybe"\n')
+    status, body = asyncio.run(world.standin.server.get("/sonic_registry/check"))
+    assert status == 400
+    assert body == {
+        "ok": False,
+        "error": f'{world.config}: policy.mixed: expected "refuse", "warn" or "ignore", '
+        "found 'maybe'",
+    }
 
 
 def test_check_node_shows_the_table(world: World, pack: glue.Pack, monkeypatch: Any) -> None:

@@ -11,6 +11,7 @@ reads a weight file.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,15 @@ def run_check(
     files = find_weight_files(ctx.models_dir)
     total = sum(_size(p) for p in files)
     done = 0
+    lock = threading.Lock()  # the hashing threads report progress concurrently
 
     def advance(n: int) -> None:
         nonlocal done
-        done += n
+        with lock:
+            done += n
+            now = done
         if progress is not None:
-            progress(done, total)
+            progress(now, total)
 
     report = diagnose(
         ctx.models_dir,

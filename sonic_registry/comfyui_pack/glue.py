@@ -276,31 +276,31 @@ class Pack:
         return self.executor.submit(lambda: file_statuses(self.context())).result()
 
     def add_routes(self) -> None:
+        """``GET /sonic_registry/check`` and ``GET /sonic_registry/files``, as JSON."""
         from aiohttp import web
 
-        routes = self.server.routes
+        from ..errors import SonicRegistryError
 
-        async def check(request: Any) -> Any:
-            try:
-                body = await asyncio.get_running_loop().run_in_executor(None, self.check)
-            except Exception as exc:
-                return web.json_response(
-                    {"ok": False, "error": f"{type(exc).__name__}: {exc}"}, status=500
-                )
-            return web.json_response(body)
+        def route(work: Callable[[], dict[str, Any]]) -> Callable[[Any], Any]:
+            async def handler(request: Any) -> Any:
+                try:
+                    body = await asyncio.get_running_loop().run_in_executor(None, work)
+                except SonicRegistryError as exc:  # the config or a folder: one line
+                    return web.json_response({"ok": False, "error": str(exc)}, status=400)
+                except Exception as exc:
+                    log.error("sonic-registry check failed:\n%s", traceback.format_exc())
+                    error = f"{type(exc).__name__}: {exc}"
+                    return web.json_response({"ok": False, "error": error}, status=500)
+                return web.json_response(body)
 
-        async def files(request: Any) -> Any:
-            try:
-                body = await asyncio.get_running_loop().run_in_executor(None, self.statuses)
-            except Exception as exc:
-                return web.json_response(
-                    {"ok": False, "error": f"{type(exc).__name__}: {exc}"}, status=500
-                )
-            return web.json_response({"ok": True, "locale": self.locale(), "files": body})
+            return handler
 
-        # ComfyUI's names for the routes; the aiohttp app is built after packs load.
-        routes.get("/sonic_registry/check")(check)
-        routes.get("/sonic_registry/files")(files)
+        def files() -> dict[str, Any]:
+            return {"ok": True, "locale": self.locale(), "files": self.statuses()}
+
+        # Added to ComfyUI's route table; its aiohttp app is built after the packs load.
+        self.server.routes.get("/sonic_registry/check")(route(self.check))
+        self.server.routes.get("/sonic_registry/files")(route(files))
 
 
 _PACK: Pack | None = None
