@@ -6,6 +6,7 @@ clients read it with ``--registry URL --registry-root root.json``.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,24 @@ def _directory(location: str) -> Path:
     return Path(location)
 
 
-def online_key_option(fn: Any) -> Any:
+def online_key_option(fn: Any, *, required: bool = False) -> Any:
     return click.option(
         "--online-key",
+        required=required,
         type=click.Path(dir_okay=False, path_type=Path),
         envvar="SONIC_REGISTRY_ONLINE_KEY",
         help="The registry's online TUF key (from `registry init`): re-sign the TUF "
         "metadata so the change is published (env SONIC_REGISTRY_ONLINE_KEY).",
     )(fn)
+
+
+directory_option = click.option(
+    "--registry",
+    "registry_location",
+    required=True,
+    envvar="SONIC_REGISTRY",
+    help="The registry directory (publish it here, then copy it to the server).",
+)
 
 
 def _publish(root: Path, online_key: Path, json_output: bool) -> dict[str, Any]:
@@ -73,7 +84,7 @@ def publish_after_add(location: str, online_key: Path | None, json_output: bool)
 
 
 @click.command("init")
-@click.option("--registry", "registry_location", required=True, envvar="SONIC_REGISTRY")
+@directory_option
 @click.option(
     "--keys-dir",
     required=True,
@@ -130,14 +141,8 @@ def registry_init(
 
 
 @click.command("publish")
-@click.option("--registry", "registry_location", required=True, envvar="SONIC_REGISTRY")
-@click.option(
-    "--online-key",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="SONIC_REGISTRY_ONLINE_KEY",
-    help="The registry's online TUF key (env SONIC_REGISTRY_ONLINE_KEY).",
-)
+@directory_option
+@functools.partial(online_key_option, required=True)
 @json_option
 @handle_errors
 def registry_publish(registry_location: str, online_key: Path, json_output: bool) -> None:
@@ -153,7 +158,7 @@ def registry_publish(registry_location: str, online_key: Path, json_output: bool
 
 
 @click.command("rotate-online-key")
-@click.option("--registry", "registry_location", required=True, envvar="SONIC_REGISTRY")
+@directory_option
 @click.option("--root-key", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--new-online-key",

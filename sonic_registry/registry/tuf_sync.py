@@ -34,6 +34,8 @@ __all__ = ["PACK_FROM", "BinSync", "Prefetch", "fingerprint", "utc_text", "valid
 #: Fetch a bin's pack instead of its envelopes one by one from this many missing.
 PACK_FROM = 2
 _WORKERS = 16
+#: Bins downloaded and verified ahead of the one being stored.
+WINDOW = 4
 
 
 class Prefetch:
@@ -132,20 +134,25 @@ class BinSync:
         with ThreadPoolExecutor(2) as verify_pool, ThreadPoolExecutor(_WORKERS) as net:
             pending: list[tuple[str, int, list[str], Future[list[_Item]]]] = []
             for name in stale:
+                # At most WINDOW bins in flight: memory stays flat in the number
+                # of releases (a bin's pack is only fetched once it is its turn).
+                self._drain(pending, wait=len(pending) >= WINDOW)
                 new, removed, have, pack = self._diff(name)
                 job = verify_pool.submit(self._bin_items, new, have, pack, net)
                 pending.append((name, self.bins[name], removed, job))
-                self._drain(pending, block=False)
-            self._drain(pending, block=True)
+            while pending:
+                self._drain(pending, wait=True)
         for name in set(cached) - set(self.bins):
             self._store(name, None, self._known(name), [])
 
     def _drain(
-        self, pending: list[tuple[str, int, list[str], Future[list[_Item]]]], *, block: bool
+        self, pending: list[tuple[str, int, list[str], Future[list[_Item]]]], *, wait: bool
     ) -> None:
-        while pending and (block or pending[0][3].done()):
+        """Store finished bins in order (``wait``: block for the oldest one first)."""
+        while pending and (wait or pending[0][3].done()):
             name, version, removed, job = pending.pop(0)
             self._store(name, version, removed, job.result())
+            wait = False
 
     def _known(self, name: str) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT path FROM targets WHERE bin = ?", (name,))]
