@@ -59,6 +59,7 @@ __all__ = [
     "VerifiedStatement",
     "build_statement",
     "check_files",
+    "check_model",
     "list_bundle_files",
     "path_in_bundle",
     "sha256_mismatch",
@@ -585,8 +586,13 @@ def verify_bundle(
     prefer_blake3: bool = True,
     hash_on_load: Collection[str] = (),
     prehash: Prehash | None = None,
+    model: str | None = None,
 ) -> VerifiedRelease:
     """Verify a model directory against its signed ``release.dsse.json``.
+
+    ``model`` binds the release to a model: a release of another model (a
+    ``dicetalk`` bundle where a ``sonic`` one belongs), even signed by a trusted
+    key, is refused before any file is hashed or any serial recorded.
 
     ``trust`` is a :class:`TrustStore` or a path to ``trust.json``;
     ``public_keys`` pins keys directly (both channels, threshold 1). Raises a
@@ -619,7 +625,9 @@ def verify_bundle(
                 f"expected a signed release, found no {ENVELOPE_NAME} "
                 f"(run `sonic-registry sign {base} --key KEY`)",
             )
-        return _unsigned_release(base, progress=progress, threads=threads)
+        unsigned = _unsigned_release(base, progress=progress, threads=threads)
+        check_model(unsigned.release, model, str(base / TOML_NAME))
+        return unsigned
     try:
         return _verify_signed(
             base,
@@ -633,10 +641,21 @@ def verify_bundle(
             prefer_blake3=prefer_blake3,
             hash_on_load=hash_on_load,
             prehash=prehash,
+            model=model,
         )
     finally:
         if prehash is not None:
             prehash.cancel()  # a no-op once its digests were taken
+
+
+def check_model(release: Release, model: str | None, where: str) -> None:
+    """Refuse a release of another model than ``model`` (None: any model)."""
+    if model is not None and release.model != model:
+        raise VerificationError(
+            where,
+            f"release.model: expected {model!r}, found {release.model!r} "
+            f"(a release of another model never satisfies a {model} pipeline)",
+        )
 
 
 def _verify_signed(
@@ -652,8 +671,10 @@ def _verify_signed(
     prefer_blake3: bool,
     hash_on_load: Collection[str],
     prehash: Prehash | None,
+    model: str | None = None,
 ) -> VerifiedRelease:
     statement = verify_envelope(env_path, store, allow_unsigned=allow_unsigned, now=now)
+    check_model(statement.release, model, str(env_path))
     unhashed = frozenset(
         name
         for role in hash_on_load

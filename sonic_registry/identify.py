@@ -150,6 +150,13 @@ def judge(ident: Identification) -> tuple[str, str, bool]:
             "(`sonic-registry init` + `sonic-registry sign`) and trust that key",
             True,
         )
+    if ident.expected is not None and ident.expected.sha256 is None:
+        return (
+            "unchecked",
+            f"not checked: the built-in catalog records no digest of {ident.expected.file}; "
+            "only a signed release listing it can vouch for it",
+            False,
+        )
     if ident.expected is not None:
         return "unknown", unknown_file_advice(ident.expected.role, ident.reason), True
     return "unrelated", f"not part of any Sonic release ({short}); nothing to do", False

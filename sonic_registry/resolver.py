@@ -141,9 +141,9 @@ def analyze_graph(
     # Step 2: hash each distinct file once, identify each distinct digest once.
     hash_graph_files(work, stat_cache)
     candidates = match_graph_files(work)
-    unknown = judge_unknown_files(work, [c for c in candidates if not c[2]])
     # Step 3: one release for the whole graph.
     chosen, picked = choose_release(work, [c for c in candidates if c[2]])
+    unknown = judge_unknown_files(work, [c for c in candidates if not c[2]], chosen)
     # Step 4: every component sits on a slot of its role and interface.
     check_slots(work, picked)
     # Step 5: the runtime must satisfy the release's specifier (no forward compatibility).
@@ -282,12 +282,15 @@ def _component_match(work: _Work, ref: WeightRef, component: tuple[str, str, str
 
 
 def judge_unknown_files(
-    work: _Work, unknown: list[_Candidate]
+    work: _Work, unknown: list[_Candidate], chosen: VerifiedStatement | None
 ) -> list[tuple[WeightRef, str | None]]:
     """Step 2c: files no release lists: refused, or with ``allow_unsigned`` unverified.
 
     What each file is comes from identify's one judgement (the words doctor and
-    identify print); a Git LFS pointer is never usable, whatever the opt-in.
+    identify print); a Git LFS pointer is never usable, whatever the opt-in. A
+    file of a role whose digest no known release records (whisper-tiny: the
+    catalog says "not recorded") cannot be judged: a warning, unless the chosen
+    release signs a digest for that role.
     """
     out: list[tuple[WeightRef, str | None]] = []
     for ref, sha, _ in unknown:
@@ -300,6 +303,12 @@ def judge_unknown_files(
         if status == "not-downloaded":
             work.problems.append(
                 UnsignedReleaseError(work.graph.source, f"{ref.describe()}: {advice}")
+            )
+            continue
+        if _unrecorded(ref.expected_role, chosen):
+            work.warnings.append(
+                f"{ref.describe()}: not checked: no known release records a digest of "
+                f"{ref.expected_role} (sha256 {sha}); sign a release listing it to check it"
             )
             continue
         line = (
@@ -316,6 +325,18 @@ def judge_unknown_files(
         else:
             work.problems.append(UnsignedReleaseError(work.graph.source, line))
     return out
+
+
+def _unrecorded(role: str, chosen: VerifiedStatement | None) -> bool:
+    """True when no digest of ``role`` is known: the catalog records none and the
+    chosen release signs none."""
+    from .catalog import load_catalog
+
+    published = load_catalog().releases[0].file_for_role(role) if role else None
+    if published is None or published.sha256 is not None:
+        return False
+    comp = chosen.release.components.get(role) if chosen is not None else None
+    return comp is None or not any(p in chosen.subjects for p in comp.paths)  # type: ignore[union-attr]
 
 
 def choose_release(
@@ -340,6 +361,18 @@ def choose_release(
         picked.append((ref, sha, best))
     if known and chosen is None:
         work.problems.append(_mixed(work.graph.source, list(pool.values()), picked))
+    model = work.graph.model
+    if chosen is not None and model is not None and chosen.release.model != model:
+        from .trust import channel_label  # lazy: keeps the workflows hook free of crypto
+
+        work.problems.append(
+            InterfaceMismatchError(
+                work.graph.source,
+                f"the graph runs {model}, but its files are {chosen.release.model} "
+                f"{chosen.release.version} ({channel_label(chosen.channel, long=True)}): "
+                f"a release of another model never satisfies a {model} graph",
+            )
+        )
     return chosen, picked
 
 

@@ -143,3 +143,78 @@ def test_pipeline_node_named_after_a_role_binds_it(
     res = analyze_graph(load_graph(pipe), reg, sonic)
     lines = [str(p) for p in res.problems if isinstance(p, InterfaceMismatchError)]
     assert len(lines) == 2 and "expected the audio_encoder component" in " ".join(lines)
+
+
+def test_verify_model_refuses_a_bundle_of_another_model(
+    make_bundle: Callable[..., Path], trust_file: Path
+) -> None:
+    dice = make_bundle("dice", model="dicetalk", version="1.0.0")  # signed by the official key
+    before = trust_file.read_bytes()
+    args = ["verify", str(dice), "--trust", str(trust_file)]
+    out = CliRunner().invoke(main, [*args, "--model", "sonic"])
+    assert out.exit_code == 1, out.output
+    assert "release.model: expected 'sonic', found 'dicetalk'" in out.stderr
+    assert trust_file.read_bytes() == before  # nothing recorded for a refused release
+    assert CliRunner().invoke(main, [*args, "--model", "dicetalk"]).exit_code == 0
+
+
+def test_a_release_of_another_model_never_satisfies_a_sonic_graph(
+    tmp_path: Path, make_bundle: Callable[..., Path], trust_file: Path
+) -> None:
+    from sonic_install import SONIC_FILES, install
+
+    dice = make_bundle("dice", model="dicetalk", version="1.0.0", files=SONIC_FILES)
+    reg = make_registry(tmp_path / "reg", trust_file, [dice])
+    models = install(dice, tmp_path / "models")
+    graph = load_graph(WORKFLOWS / "smthemex-ComfyUI_Sonic" / "20250216.json")
+    assert graph.model == "sonic"
+    res = analyze_graph(graph, reg, models)
+    assert res.release is not None and res.release.release.model == "dicetalk"
+    assert any(
+        "a release of another model never satisfies a sonic graph" in str(p) for p in res.problems
+    )
+
+
+def test_whisper_tiny_is_an_input_of_sonic_predata(
+    tmp_path: Path,
+    make_bundle: Callable[..., Path],
+    trust_file: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from sonic_install import SONIC_FILES, install
+
+    v13 = make_bundle("v13", files={**SONIC_FILES, "whisper": "whisper.safetensors"})
+    make_registry(tmp_path / "reg", trust_file, [v13]).close()
+    models = install(v13, tmp_path / "models")
+    whisper = models / "sonic/whisper-tiny/model.safetensors"
+    whisper.parent.mkdir(parents=True)
+    shutil.copyfile(v13 / "whisper.safetensors", whisper)
+    good = WORKFLOWS / "smthemex-ComfyUI_Sonic" / "20250216.json"
+    src = ["--registry", str(tmp_path / "reg"), "--trust", str(trust_file)]
+    args = ["resolve", str(good), *src, "--models-dir", str(models)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    hook = ["workflows", "--trust", str(trust_file), "--registry", str(tmp_path / "reg")]
+    hook += ["--models-dir", str(models), str(good)]
+    assert hook_main(hook) == 0
+    # An edited whisper-tiny file changes both verdicts: the release signs its digest.
+    whisper.write_bytes(whisper.read_bytes()[:-4] + b"\0\0\0\0")
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 1 and "sonic/whisper-tiny/model.safetensors" in out.stderr
+    capsys.readouterr()
+    assert hook_main(hook) == 1
+    assert "whisper-tiny/model.safetensors" in capsys.readouterr().out
+
+
+def test_whisper_tiny_without_a_recorded_digest_is_not_checked(published_tree: Path) -> None:
+    whisper = published_tree / "sonic/whisper-tiny/model.safetensors"
+    whisper.parent.mkdir(parents=True)
+    whisper.write_bytes(b"whisper" * 64)
+    good = WORKFLOWS / "smthemex-ComfyUI_Sonic" / "20250216.json"
+    out = CliRunner().invoke(main, ["resolve", str(good), "--models-dir", str(published_tree)])
+    assert out.exit_code == 0, out.output
+    assert "whisper-tiny/model.safetensors: not checked: no known release records" in out.stderr
+    doc = CliRunner().invoke(main, ["doctor", str(published_tree), "--json"])
+    rows = {r["path"]: r for r in json.loads(doc.stdout)["files"]}
+    row = rows["sonic/whisper-tiny/model.safetensors"]
+    assert row["status"] == "unchecked" and not row["problem"]
+    assert "records no digest of whisper-tiny/model.safetensors" in row["advice"]

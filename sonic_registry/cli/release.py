@@ -162,6 +162,12 @@ def sign(
     metavar="PATH",
     help="With --oms: leave PATH (inside the model) out, as model_signing does; never a weight.",
 )
+@click.option(
+    "--model",
+    "model_name",
+    metavar="NAME",
+    help="Refuse a release of another model (e.g. --model sonic refuses a dicetalk bundle).",
+)
 @json_option
 @handle_errors
 def verify(
@@ -174,6 +180,7 @@ def verify(
     oms: Path | None,
     certificate_chain: tuple[Path, ...],
     ignore_paths: tuple[Path, ...],
+    model_name: str | None,
     json_output: bool,
 ) -> None:
     """Verify MODEL_DIR against its signed release.dsse.json and the keys you trust.
@@ -224,6 +231,7 @@ def verify(
             progress=prog,
             prefer_blake3=digest == "auto",
             prehash=early,
+            model=model_name,
         )
     from ..trust import channel_label
 

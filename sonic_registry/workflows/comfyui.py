@@ -91,6 +91,11 @@ NODE_SPECS: Mapping[str, NodeSpec] = MappingProxyType(
                 FileSlot(_SONIC, name="audio2token.pth", role="audio_encoder"),
                 FileSlot(_SONIC, name="audio2bucket.pth", role="motion_decoder"),
                 FileSlot(_SONIC, name="yoloface_v5m.pt", role="face_detector", optional=True),
+                # whisper-tiny/ is loaded from its fixed folder too (WhisperModel.from_pretrained).
+                *(
+                    FileSlot(_SONIC, name=f"whisper-tiny/{name}", role="whisper", optional=True)
+                    for name in ("config.json", "model.safetensors", "preprocessor_config.json")
+                ),
             ),
             sonic=True,
         ),
@@ -168,6 +173,7 @@ NODE_SPECS: Mapping[str, NodeSpec] = MappingProxyType(
 
 #: Loaders whose MODEL output is an SVD img2vid checkpoint, the base SONICTLoader needs.
 _SVD_LOADERS = frozenset({"ImageOnlyCheckpointLoader"})
+_SONIC_TYPES = frozenset(name for name, spec in NODE_SPECS.items() if spec.sonic)
 _SONIC_ROLES = frozenset(
     slot.role for spec in NODE_SPECS.values() if spec.sonic for slot in spec.files
 )
@@ -499,6 +505,7 @@ class _Interpreter:
             interface_errors=tuple(self.errors),
             warnings=tuple(self.warnings),
             unknown_nodes=tuple(self.unknown),
+            model=_SONIC if any(n.type in _SONIC_TYPES for n in self.nodes.values()) else None,
         )
 
     # -- UI widgets -> named values ------------------------------------------

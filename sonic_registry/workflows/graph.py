@@ -107,6 +107,9 @@ class Graph:
     strict_roles: bool = False
     #: Edges carry interfaces the resolver checks against both ends (pipeline.toml).
     typed_edges: bool = False
+    #: The model whose release must satisfy the graph ("sonic" for ComfyUI_Sonic
+    #: nodes): a release of another model never does, whoever signed it.
+    model: str | None = None
 
 
 def _fail(where: str, message: str) -> InvalidGraph:
