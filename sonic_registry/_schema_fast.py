@@ -40,8 +40,18 @@ _TYPES: Mapping[str, Any] = {
 
 
 @cache
-def _regex(pattern: str) -> re.Pattern[str]:
+def ecma_regex(pattern: str) -> re.Pattern[str]:
+    """``pattern`` compiled with JSON Schema's (ECMA-262) meaning of a final ``$``: end of text.
+
+    Python's ``$`` also matches before a trailing newline, so ``^[0-9a-f]{64}$``
+    would accept a digest with ``\\n`` after it; ``\\Z`` does not.
+    """
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
     return re.compile(pattern)
+
+
+_regex = ecma_regex
 
 
 def conforms(instance: Any, schema: Mapping[str, Any]) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from itertools import accumulate
 from pathlib import Path
@@ -33,6 +34,7 @@ __all__ = [
     "MAX_DOCUMENT_BYTES",
     "canonical_bytes",
     "canonical_sha256",
+    "finite_float",
     "load_json_file",
     "loads_strict",
 ]
@@ -66,6 +68,19 @@ def _no_duplicates(where: str) -> Any:
         return out
 
     return hook
+
+
+def finite_float(text: str) -> float:
+    """Parse a JSON or TOML float, refusing one that is not finite.
+
+    ``1e400`` parses as infinity in both formats (and TOML spells ``inf`` and
+    ``nan`` outright); a signed range or duration of infinity would let any
+    value pass, so every parser of ours passes this as ``parse_float``.
+    """
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, found {text}")
+    return value
 
 
 def _reject_constant(name: str) -> Any:
@@ -106,6 +121,7 @@ def loads_strict(text: str | bytes, *, where: str = "") -> Any:
             text,
             object_pairs_hook=_no_duplicates(where),
             parse_constant=_reject_constant,
+            parse_float=finite_float,
         )
     except InvalidManifest:
         raise

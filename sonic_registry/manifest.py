@@ -21,7 +21,7 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from .canonical import canonical_sha256
+from .canonical import canonical_sha256, finite_float
 from .errors import InvalidManifest
 from .fileio import read_bounded
 from .schema import validate
@@ -239,11 +239,13 @@ class Release:
             missing="no such file (run `sonic-registry init`)",
         )
         try:
-            data = tomllib.loads(raw.decode("utf-8"))
+            data = tomllib.loads(raw.decode("utf-8"), parse_float=finite_float)
         except UnicodeDecodeError as exc:
             raise InvalidManifest("", "not UTF-8 text", path=str(p)) from exc
         except tomllib.TOMLDecodeError as exc:
             raise InvalidManifest("", f"not valid TOML: {exc}", path=str(p)) from exc
+        except ValueError as exc:  # finite_float: 1e400, inf, nan
+            raise InvalidManifest("", str(exc), path=str(p)) from exc
         except RecursionError as exc:
             raise InvalidManifest("", "TOML nested too deeply", path=str(p)) from exc
         return cls.from_toml_dict(data, where=str(p), now=now, defaults=defaults)

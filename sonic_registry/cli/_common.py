@@ -60,7 +60,9 @@ def fail(errors: Iterable[SonicRegistryError], *, json_output: bool = False) -> 
     A usage problem (2) outranks a verdict (1): if we could not read the input,
     the verdict is not meaningful.
     """
-    errs = list(errors)
+    # The same problem found twice (two copies of one signature, one file seen
+    # by two checks) is one line: a repeated line reads as two problems.
+    errs = list({(type(e), str(e)): e for e in errors}.values())
     code = max((e.exit_code for e in errs), default=2)
     if json_output:
         emit_json({"ok": False, "exit_code": code, "errors": [e.to_dict() for e in errs]})

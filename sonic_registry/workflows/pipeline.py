@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from ..canonical import finite_float
 from .graph import Graph, InvalidGraph, Link, Node, WeightRef, check_structure
 
 __all__ = ["parse_pipeline", "parse_pipeline_text"]
@@ -46,9 +47,11 @@ _NODE_KEYS = frozenset({"file", "component", "role", "interface", "type"})
 
 def parse_pipeline_text(text: str, *, source: str) -> Graph:
     try:
-        doc = tomllib.loads(text)
+        doc = tomllib.loads(text, parse_float=finite_float)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidGraph("", f"not valid TOML: {exc}", path=source) from exc
+    except ValueError as exc:  # finite_float: 1e400, inf, nan
+        raise InvalidGraph("", str(exc), path=source) from exc
     except RecursionError as exc:
         raise InvalidGraph("", "TOML nested too deeply", path=source) from exc
     return parse_pipeline(doc, source=source)
