@@ -21,7 +21,7 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from .canonical import canonical_sha256, finite_float
+from .canonical import canonical_sha256
 from .errors import InvalidManifest
 from .fileio import read_bounded
 from .schema import validate
@@ -208,6 +208,15 @@ class Release:
     @property
     def duration_tolerance(self) -> float:
         value = self.data.get("duration_tolerance", 0.04)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            # A string "inf" would pass float(); only a finite number is a tolerance.
+            raise InvalidManifest(
+                "data.duration_tolerance", f"expected a finite number, found {value!r}"
+            )
         return float(value)
 
     def component_for_path(self, name: str) -> Component | None:
@@ -239,13 +248,11 @@ class Release:
             missing="no such file (run `sonic-registry init`)",
         )
         try:
-            data = tomllib.loads(raw.decode("utf-8"), parse_float=finite_float)
+            data = tomllib.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
             raise InvalidManifest("", "not UTF-8 text", path=str(p)) from exc
         except tomllib.TOMLDecodeError as exc:
             raise InvalidManifest("", f"not valid TOML: {exc}", path=str(p)) from exc
-        except ValueError as exc:  # finite_float: 1e400, inf, nan
-            raise InvalidManifest("", str(exc), path=str(p)) from exc
         except RecursionError as exc:
             raise InvalidManifest("", "TOML nested too deeply", path=str(p)) from exc
         return cls.from_toml_dict(data, where=str(p), now=now, defaults=defaults)
@@ -259,7 +266,7 @@ class Release:
         now: datetime | None = None,
         defaults: Mapping[str, str] | None = None,
     ) -> Release:
-        data = _toml_to_json(data)
+        data = _toml_to_json(data, where=where)
         validate(data, "release-toml", where=where)
         head = {**(defaults or {}), **data["release"]}
         created = head.get("created") or format_time(now or datetime.now(UTC))
@@ -447,14 +454,21 @@ def param_range(name: str, spec: Mapping[str, Any], where: str = "") -> ParamRan
     )
 
 
-def _toml_to_json(value: Any) -> Any:
-    """TOML dates/times become strings so the JSON Schema sees JSON data."""
+def _toml_to_json(value: Any, field: str = "", where: str = "") -> Any:
+    """TOML dates/times become strings so the JSON Schema sees JSON data.
+
+    A non-finite number (``inf``, ``nan``, or ``1e400``, which TOML reads as
+    infinity) is refused wherever it sits, ``data`` included: an infinite
+    ``duration_tolerance`` would let every duration pass.
+    """
     if isinstance(value, Mapping):
-        return {k: _toml_to_json(v) for k, v in value.items()}
+        return {
+            k: _toml_to_json(v, f"{field}.{k}" if field else k, where) for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_toml_to_json(v) for v in value]
+        return [_toml_to_json(v, f"{field}.{i}", where) for i, v in enumerate(value)]
     if isinstance(value, datetime):
         return format_time(value if value.tzinfo else value.replace(tzinfo=UTC))
     if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
+        raise InvalidManifest(field, f"expected a finite number, found {value}", path=where)
     return value

@@ -223,7 +223,7 @@ def _toml_error(tmp_path: Path, text: str) -> str:
         (
             _STEPS_RECOMMENDED,
             "recommended = [nan, 30]",
-            "params.inference_steps.recommended.0: expected number, found 'nan'",
+            "params.inference_steps.recommended.0: expected a finite number, found nan",
         ),
         (
             'reference_runtime = ">=1.3,<1.4"',

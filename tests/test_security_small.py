@@ -33,9 +33,20 @@ def test_json_refuses_numbers_that_overflow_to_infinity(number: str) -> None:
 @pytest.mark.parametrize("number", ["1e400", "inf", "-inf", "nan", "+inf"])
 def test_release_toml_refuses_non_finite_numbers(tmp_path: Path, number: str) -> None:
     path = tmp_path / "release.toml"
-    path.write_text(release_toml().replace("fps = 25", f"fps = {number}"))
-    with pytest.raises(InvalidManifest, match="finite"):
+    path.write_text(release_toml().replace("fps = 25", f"fps = 25\nduration_tolerance = {number}"))
+    with pytest.raises(InvalidManifest, match=r"data\.duration_tolerance: expected a finite"):
         Release.from_toml(path)
+
+
+@pytest.mark.parametrize("value", ["inf", "1e400", True, None])
+def test_a_signed_duration_tolerance_must_be_a_finite_number(tmp_path: Path, value: object) -> None:
+    path = tmp_path / "release.toml"
+    path.write_text(release_toml())
+    release = Release.from_toml(path)
+    predicate = release.to_predicate()
+    predicate["data"] = {**predicate["data"], "duration_tolerance": value}
+    with pytest.raises(InvalidManifest, match="duration_tolerance"):
+        _ = Release.from_predicate(predicate).duration_tolerance
 
 
 def test_pipeline_toml_refuses_non_finite_numbers() -> None:
