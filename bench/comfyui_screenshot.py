@@ -2,7 +2,9 @@
 
 ``COMFYUI_PYTHON=... python -m bench.comfyui_screenshot --comfyui-dir DIR --out PNG [--locale zh]``
 (run it with ComfyUI's Python: it drives Chromium over the DevTools protocol
-with aiohttp, which ComfyUI already needs). It starts a private ComfyUI with
+with aiohttp, which ComfyUI already needs). It prints, as JSON, what the page
+showed: the toast texts, the badge texts per loader node type and, with
+``--check-out``, the text of the one-click check's table. It starts a private ComfyUI with
 the pack (installed with the documented command) and the ComfyUI_Sonic
 stand-in, a signed Sonic release and an unknown ``my_finetune.pth``, opens
 the editor in headless Chromium (Debian's ``chromium``), loads ComfyUI_Sonic's
@@ -93,6 +95,26 @@ def _eval(expression: str) -> tuple[str, dict[str, Any]]:
     )
 
 
+#: What the page shows: toast texts and the badge text of each loader node.
+_SEEN = """(() => {
+  const app = window.comfyAPI.app.app;
+  const toasts = [...document.querySelectorAll('.p-toast-message')].map((t) => t.innerText);
+  const badges = {};
+  for (const node of app.graph.nodes) {
+    const texts = (node.badges ?? []).map((b) => (typeof b === 'function' ? b() : b))
+      .map((b) => b?.text ?? '').filter((t) => t);
+    if (texts.length) badges[node.comfyClass] = texts;
+  }
+  return { toasts, badges };
+})()"""
+
+
+def _write(path: Path, shot: dict[str, Any]) -> None:
+    png = base64.b64decode(shot["data"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png)
+
+
 def prepare(checkout: Path, work: Path, python: str, locale: str) -> Path:
     data = HERE / "data"
     keys = ensure_keys(data)
@@ -140,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--locale", default="en", choices=("en", "zh"))
     p.add_argument("--chromium", default="chromium")
+    p.add_argument("--check-out", type=Path, help="also run the one-click check; PNG of it")
     args = p.parse_args(argv)
     python = comfyui_python()
     with tempfile.TemporaryDirectory() as tmp:
@@ -176,12 +199,22 @@ def main(argv: list[str] | None = None) -> int:
                 _eval(f"{app}.queuePrompt(0, 1).then(() => 'queued')"),
                 ("sleep", {"seconds": 5}),
                 ("Page.captureScreenshot", {"format": "png"}),
+                _eval(_SEEN),
             ]
+            if args.check_out is not None:
+                steps += [
+                    _eval(f"{app}.extensionManager.command.execute('SonicRegistry.Check')"),
+                    ("sleep", {"seconds": 4}),
+                    ("Page.captureScreenshot", {"format": "png"}),
+                    _eval("document.getElementById('sonic-registry-dialog')?.innerText ?? ''"),
+                ]
             results = asyncio.run(_cdp(_page_ws(port), steps))
-            png = base64.b64decode(results[-1]["data"])
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_bytes(png)
-            print(f"wrote {args.out} ({len(png)} bytes)")
+            seen = results[7]["result"]["value"]
+            _write(args.out, results[6])
+            if args.check_out is not None:
+                _write(args.check_out, results[-2])
+                seen["check_dialog"] = results[-1]["result"]["value"]
+            print(json.dumps(seen, ensure_ascii=False))
         finally:
             chrome.terminate()
             chrome.wait(timeout=30)

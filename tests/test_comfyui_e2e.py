@@ -161,3 +161,47 @@ def test_real_comfyui_guards_sonic_prompts(server: tuple[Server, dict[str, Path]
     assert rows["sonic/my_finetune.pth"]["status"] == "unknown"
     files = srv.get("/sonic_registry/files")["files"]
     assert files["sonic/unet.pth"]["status"] in ("unknown", "unchecked")
+
+
+def test_editor_shows_the_warning_badges_and_check(tmp_path: Path) -> None:
+    """Headless Chromium on the real editor: toast, loader badges, the menu's check table."""
+    if not os.environ.get("COMFYUI_DIR"):
+        pytest.skip("COMFYUI_DIR is not set: the browser test against a real ComfyUI did not run")
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip(
+            "no `chromium` on PATH: the browser test did not run (apt-get install chromium)"
+        )
+    python = comfyui_python()
+    shot, check = tmp_path / "warning.png", tmp_path / "check.png"
+    done = subprocess.run(
+        [
+            python,
+            "-m",
+            "bench.comfyui_screenshot",
+            "--comfyui-dir",
+            os.environ["COMFYUI_DIR"],
+            "--out",
+            str(shot),
+            "--check-out",
+            str(check),
+            "--chromium",
+            chromium,
+        ],
+        cwd=REPO,
+        env={**server_env(), "COMFYUI_PYTHON": python},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    (toast,) = seen["toasts"]
+    assert "⚠️ non-official checkpoint detected: sonic/my_finetune.pth (sha256 " in toast
+    assert toast.endswith("compatibility risk; use a verified release")
+    assert "⚠ non-official" in seen["badges"]["SONICTLoader"]
+    assert "✔ official" in seen["badges"]["SONIC_PreData"]
+    assert "✔ official" in seen["badges"]["ImageOnlyCheckpointLoader"]
+    assert "sonic/my_finetune.pth\t-\t-\t⚠ non-official" in seen["check_dialog"]
+    assert "sonic/unet.pth\tsonic@1.3.0#1\tunet\t✔ official\tok" in seen["check_dialog"]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and check.stat().st_size > 10_000

@@ -60,6 +60,7 @@ function badge(node) {
   const status = statusOf(node);
   const text = status ? t(status) : "";
   return {
+    text, // also read by the end-to-end browser check
     height: 20,
     getWidth(ctx) {
       if (!text) return 0;
@@ -97,7 +98,8 @@ function showDialog(html) {
   document.getElementById("sonic-registry-dialog")?.remove();
   const box = document.createElement("div");
   box.id = "sonic-registry-dialog";
-  box.style.cssText = "position:fixed;inset:8% 10%;z-index:10000;overflow:auto;padding:16px;" +
+  box.style.cssText = "position:fixed;top:8%;left:10%;right:10%;max-height:84%;z-index:10000;" +
+    "overflow:auto;padding:16px;" +
     "background:#1f2937;color:#f9fafb;border:1px solid #4b5563;border-radius:8px;font:13px sans-serif";
   box.innerHTML = html;
   const close = document.createElement("button");
@@ -119,7 +121,8 @@ function renderReport(report) {
   return `<h3>${esc(t("title"))}: ${esc(report.models_dir)}</h3>
     <table style="border-collapse:collapse;width:100%" border="1" cellpadding="4">
     <tr><th>${t("file")}</th><th>${t("release")}</th><th>${t("role")}</th>
-    <th>${t("status")}</th><th>${t("action")}</th></tr>${rows}</table>`;
+    <th>${t("status")}</th><th>${t("action")}</th></tr>${rows}</table>
+    <p>${esc(Object.entries(report.summary ?? {}).map(([s, n]) => `${t(s)}: ${n}`).join(" · "))}</p>`;
 }
 
 async function runCheck() {
