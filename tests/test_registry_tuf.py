@@ -128,3 +128,25 @@ def test_add_without_online_key_says_the_release_is_not_yet_published(
         ["registry", "init", "--registry", str(reg), "--keys-dir", str(tmp_path / "k")]
     )
     assert code == 2 and "already" in err
+
+
+def test_tuf_registry_read_through_a_file_url(
+    tmp_path: Path, cache: Path, trust_file: Path, make_bundle: Callable[..., Path]
+) -> None:
+    reg = tmp_path / "reg"
+    code, _, err = _run(["registry", "init", "--registry", str(reg), "--keys-dir", str(tmp_path)])
+    assert code == 0, err
+    online = ["--online-key", str(tmp_path / "registry-online.pem")]
+    bundle = make_bundle("v13", version="1.3.0")
+    code, _, err = _run(
+        ["registry", "add", str(bundle), "--registry", str(reg), "--trust", str(trust_file),
+         *online]
+    )  # fmt: skip
+    assert code == 0, err
+    code, out, err = _run(
+        ["registry", "list", "--registry", reg.as_uri(), "--trust", str(trust_file),
+         "--registry-root", str(reg / "metadata/root.json"), "--json"]
+    )  # fmt: skip
+    assert code == 0, err
+    assert [r["release_id"] for r in json.loads(out)["releases"]] == ["sonic@1.3.0#1"]
+    assert (cache / "registries").is_dir()  # read through TUF, into the user cache

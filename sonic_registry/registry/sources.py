@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 __all__ = ["UNSIGNED_LISTING_WARNING", "MemorySource", "PlainRemoteSource"]
 
 UNSIGNED_LISTING_WARNING = (
-    "releases.json is not signed (no TUF metadata): this client cannot detect a server "
-    "that withholds a newer release; publish with `sonic-registry registry init`"
+    "releases.json is not signed: this client cannot detect a server that withholds a newer "
+    "release; read a TUF-published registry with --registry-root root.json (publishers: "
+    "`sonic-registry registry init`)"
 )
 
 

@@ -241,13 +241,18 @@ class TufSource:
 
     def sync(self) -> None:
         """Refresh the TUF metadata and bring the cache and index in line with it."""
+        from ..locks import file_lock
+
         self._synced = True
+        self.cache.mkdir(parents=True, exist_ok=True)
         prefetch = Prefetch(self._fetcher)
-        try:
-            self._prefetch_refresh(prefetch)
-            self._sync(prefetch)
-        finally:
-            prefetch.close()
+        # ngclient's metadata directory is single-writer: one refresh per cache at a time.
+        with file_lock(self.cache / "refresh", timeout=120):
+            try:
+                self._prefetch_refresh(prefetch)
+                self._sync(prefetch)
+            finally:
+                prefetch.close()
 
     def _prefetch_refresh(self, prefetch: Prefetch) -> None:
         """Start the two requests every refresh makes: the next root version and the timestamp."""
