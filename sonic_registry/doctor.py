@@ -10,6 +10,7 @@ and identified by digest, so the layout does not matter.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,14 @@ if TYPE_CHECKING:
     from .digest import StatCache
     from .known import ReleaseSource
 
-__all__ = ["DoctorReport", "DoctorRow", "diagnose", "find_weight_files"]
+__all__ = [
+    "DoctorReport",
+    "DoctorRow",
+    "diagnose",
+    "find_weight_files",
+    "link_root",
+    "total_bytes",
+]
 
 
 @dataclass(frozen=True)
@@ -40,7 +48,7 @@ class DoctorRow:
         return {
             "path": self.rel,
             "size": self.ident.size,
-            "sha256": self.ident.sha256,
+            "sha256": self.ident.sha256 or None,
             "format": self.ident.format,
             "status": self.ident.status,
             "release": f"{best.model}@{best.version}" if best else None,
@@ -77,8 +85,27 @@ class DoctorReport:
         }
 
 
+def link_root(models_dir: str | Path) -> Path:
+    """The folder a link under ``models_dir`` may lead into, and no further.
+
+    The models folder itself, or, inside a Hugging Face cache, the repository
+    folder (``models--owner--name``) whose ``snapshots/<rev>/`` links point
+    into its ``../../blobs/``.
+    """
+    real = Path(models_dir).resolve()
+    for folder in (real, *real.parents):
+        if folder.name.startswith("models--") and (folder / "blobs").is_dir():
+            return folder
+    return real
+
+
 def find_weight_files(models_dir: str | Path) -> list[Path]:
-    """Every weight file under ``models_dir`` (hidden folders such as .git/.cache skipped)."""
+    """Every weight file under ``models_dir`` (hidden folders such as .git/.cache skipped).
+
+    Links are listed as links (the caller decides, with :func:`link_root`,
+    whether to follow them); an HF cache's ``blobs/`` is reached through its
+    snapshot links, not walked a second time.
+    """
     from .formats import is_weight_file
 
     root = Path(models_dir)
@@ -86,12 +113,44 @@ def find_weight_files(models_dir: str | Path) -> list[Path]:
         raise UnreadableInputError(str(root), "expected a models folder")
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        cache_repo = Path(dirpath).name.startswith("models--")
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and not (cache_repo and d == "blobs")
+        )
         for name in sorted(filenames):
             p = Path(dirpath) / name
-            if not name.startswith(".") and p.is_file() and is_weight_file(p):
+            if name.startswith("."):
+                continue
+            if p.is_symlink() or (p.is_file() and is_weight_file(p)):
                 found.append(p)
     return found
+
+
+def total_bytes(paths: list[Path]) -> int:
+    """Bytes a doctor run will hash (a progress total); dangling links count 0."""
+    total = 0
+    for p in paths:
+        with contextlib.suppress(OSError):
+            total += p.stat().st_size
+    return total
+
+
+def _followed(paths: list[Path], root: Path) -> tuple[list[Path], dict[Path, Path]]:
+    """The files to hash (a link's target when it stays inside the link root), and
+    each link that leaves it (or dangles), with its target."""
+    inside = link_root(root)
+    to_hash: list[Path] = []
+    outside: dict[Path, Path] = {}
+    for p in paths:
+        if not p.is_symlink():
+            to_hash.append(p)
+            continue
+        target = p.resolve()
+        if target.is_relative_to(inside) and target.is_file():
+            to_hash.append(target)
+        else:
+            outside[p] = target
+    return to_hash, outside
 
 
 def _newest_versions(idents: list[Identification]) -> dict[str, Identification]:
@@ -138,7 +197,19 @@ def diagnose(
     """Identify every weight file under ``models_dir`` and say what to do about each."""
     root = Path(models_dir)
     paths = files if files is not None else find_weight_files(root)
-    idents = identify_files(paths, registry, stat_cache=stat_cache, progress=progress)
+    to_hash, outside = _followed(paths, root)
+    hashed = identify_files(
+        to_hash,
+        registry,
+        stat_cache=stat_cache,
+        progress=progress,
+        names=[str(p) for p in paths if p not in outside],
+    )
+    found = iter(hashed)
+    idents = [
+        Identification.outside_link(str(p), str(outside[p])) if p in outside else next(found)
+        for p in paths
+    ]
     newest = _newest_versions(idents)
     rows = []
     for path, ident in zip(paths, idents, strict=True):

@@ -54,6 +54,12 @@ class Identification:
     expected: PublishedFile | None = None
     reason: str | None = None
     source: tuple[ConvertedFrom, tuple[Match, ...]] | None = None
+    outside: str | None = None  # a link's target outside the folder it may lead into
+
+    @classmethod
+    def outside_link(cls, path: str, target: str) -> Identification:
+        """A link that is not followed: nothing of it was read."""
+        return cls(path, "", 0, "link", (), outside=target)
 
     @property
     def known(self) -> bool:
@@ -91,7 +97,7 @@ class Identification:
         best = self.best
         return {
             "path": self.path,
-            "sha256": self.sha256,
+            "sha256": self.sha256 or None,
             "size": self.size,
             "format": self.format,
             "known": self.known,
@@ -119,6 +125,12 @@ def judge(ident: Identification) -> tuple[str, str, bool]:
     """
     m = ident.best
     short = f"sha256 {ident.sha256[:16]}..."
+    if ident.outside is not None:
+        return (
+            "outside",
+            f"a link to {ident.outside}, outside the models folder (or missing): not followed",
+            True,
+        )
     if ident.pointer is not None:
         what = _what(m) if m else f"a file no known release lists (oid {ident.pointer.oid[:16]}...)"
         return (
@@ -175,11 +187,23 @@ def _what(m: Match) -> str:
     return f"{m.role or m.path} of {m.describe()} ({m.channel})"
 
 
-def _check_file(path: Path) -> None:
+def _check_file(path: Path) -> Path:
+    """The file to read for ``path``: itself, or a link's target inside its link root
+    (a Hugging Face snapshot's blob); anything else is unreadable input."""
     if not path.exists():
         raise UnreadableInputError(str(path), "no such file")
     if not path.is_file():
         raise UnreadableInputError(str(path), "not a regular file")
+    if path.is_symlink():
+        from .doctor import link_root
+
+        target = path.resolve()
+        if not target.is_relative_to(link_root(path.parent)):
+            raise UnreadableInputError(
+                str(path), f"a link to {target}, outside its folder: not followed"
+            )
+        return target
+    return path
 
 
 def identify_files(
@@ -188,11 +212,16 @@ def identify_files(
     *,
     stat_cache: StatCache | None = None,
     progress: Callable[[int], None] | None = None,
+    names: list[str] | None = None,
 ) -> list[Identification]:
-    """Identify each file by its sha256 (never by its name); a pointer by its oid and size."""
-    items = [Path(p) for p in paths]
-    for p in items:
-        _check_file(p)
+    """Identify each file by its sha256 (never by its name); a pointer by its oid and size.
+
+    ``names`` (one per path) are where the files were found when that differs
+    from the path read (a Hugging Face snapshot link and its blob): the name
+    gives the layout hint and the reported path.
+    """
+    given = [Path(p) for p in paths]
+    items = [_check_file(p) for p in given]
     from .digest import hash_with_cache
 
     digests = hash_with_cache(items, stat_cache=stat_cache, progress=progress)
@@ -203,11 +232,18 @@ def identify_files(
             lookups[sha256] = registry.lookup(sha256)
         return lookups[sha256]
 
-    return [identify_digest(p, d, lookup) for p, d in zip(items, digests, strict=True)]
+    shown = names if names is not None else [str(p) for p in given]
+    return [
+        identify_digest(p, d, lookup, name=n) for p, d, n in zip(items, digests, shown, strict=True)
+    ]
 
 
 def identify_digest(
-    path: Path, digest: FileDigest, lookup: Callable[[str], tuple[Match, ...]]
+    path: Path,
+    digest: FileDigest,
+    lookup: Callable[[str], tuple[Match, ...]],
+    *,
+    name: str | None = None,
 ) -> Identification:
     """Identify a hashed file: by digest, else by the clues it carries (pointer, names, source)."""
     from .catalog import load_catalog
@@ -215,24 +251,22 @@ def identify_digest(
     from .lfs import read_pointer
     from .weight_clues import converted_from, lookalike_reason
 
+    shown = name if name is not None else str(path)
     fmt = sniff(path)
-    expected = load_catalog().by_path(str(path))
+    expected = load_catalog().by_path(shown)
+    head = (shown, digest.sha256, digest.size, fmt)
     if fmt == "lfs-pointer":
         pointer = read_pointer(path)
         if pointer is not None:
             found = tuple(m for m in lookup(pointer.oid) if _size_of(m) in (None, pointer.size))
-            return Identification(
-                str(path), digest.sha256, digest.size, fmt, found, pointer, expected
-            )
+            return Identification(*head, found, pointer, expected)
     matches = lookup(digest.sha256)
     if matches:
-        return Identification(str(path), digest.sha256, digest.size, fmt, matches, None, expected)
+        return Identification(*head, matches, None, expected)
     reason = lookalike_reason(path, fmt) if fmt in ("pickle", "torch-zip") else None
     src = converted_from(path) if fmt == "safetensors" else None
     source = (src, lookup(src.sha256)) if src is not None else None
-    return Identification(
-        str(path), digest.sha256, digest.size, fmt, (), None, expected, reason, source
-    )
+    return Identification(*head, (), None, expected, reason, source)
 
 
 def _size_of(m: Match) -> int | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from click.testing import CliRunner
 
 from sonic_registry.catalog import LABEL, label_text, load_catalog, parse_catalog
 from sonic_registry.cli import main
+from sonic_registry.doctor import diagnose
 from sonic_registry.identify import identify_files
 from sonic_registry.known import KnownReleases
 from sonic_registry.lfs import format_pointer
@@ -205,6 +207,40 @@ def test_identify_names_a_pointer_by_oid_and_size(tmp_path: Path) -> None:
     assert "no known release" in b["advice"]
 
 
+def test_hf_cache_snapshot_links_followed_only_inside_the_cache(tmp_path: Path) -> None:
+    repo = tmp_path / "hub/models--LeonJoe13--Sonic"
+    data = _junk("audio2token")
+    blob = _write(repo / "blobs" / hashlib.sha256(data).hexdigest(), data)
+    snap = repo / "snapshots/0123abc/Sonic"
+    snap.mkdir(parents=True)
+    (snap / "audio2token.pth").symlink_to(os.path.relpath(blob, snap))
+    outside = _write(tmp_path / "secret/unet.pth", _junk("outside"))
+    (snap / "unet.pth").symlink_to(os.path.relpath(outside, snap))
+    cat = local_catalog({"audio_encoder": blob})
+    report = diagnose(repo, KnownReleases(None, cat))
+    rows = {r.rel: r.to_dict() for r in report.rows}
+    token = rows["snapshots/0123abc/Sonic/audio2token.pth"]
+    assert (token["status"], token["role"]) == ("published", "audio_encoder")
+    link = rows["snapshots/0123abc/Sonic/unet.pth"]
+    assert link["status"] == "outside" and "not followed" in link["advice"]
+    assert link["sha256"] is None and link["problem"]  # never read
+    # Run on the snapshot folder itself, the links still may reach the repo's blobs/.
+    rows = {r.rel: r.to_dict() for r in diagnose(snap, KnownReleases(None, cat)).rows}
+    assert rows["audio2token.pth"]["status"] == "published"
+    assert rows["unet.pth"]["status"] == "outside"
+    # A plain models folder: a link out of it is not followed either.
+    plain = tmp_path / "models/sonic"
+    plain.mkdir(parents=True)
+    (plain / "audio2token.pth").symlink_to(blob)
+    rows = {r.rel: r.to_dict() for r in diagnose(plain.parent, KnownReleases(None, cat)).rows}
+    assert rows["sonic/audio2token.pth"]["status"] == "outside"
+    # identify follows a snapshot link into its cache's blobs/ and no further.
+    (ident,) = identify_files([snap / "audio2token.pth"], KnownReleases(None, cat))
+    assert ident.status == "published" and ident.path == str(snap / "audio2token.pth")
+    out = CliRunner().invoke(main, ["identify", str(snap / "unet.pth")])
+    assert out.exit_code == 2 and "not followed" in out.stderr
+
+
 # --- resolve: a verdict, never an internal error ----------------------------------------------
 
 
@@ -269,3 +305,52 @@ def test_no_builtin_catalog_needs_a_registry(tmp_path: Path) -> None:
     f = pointer_tree(tmp_path, {"unet": "unet.pth"}) / "unet.pth"
     out = CliRunner().invoke(main, ["identify", str(f), "--no-builtin-catalog"])
     assert out.exit_code == 2 and "give --registry" in out.stderr
+
+
+# --- what a file says about itself ------------------------------------------------------
+
+
+def test_dice_talk_look_alike_unet_says_why_without_unpickling(tmp_path: Path) -> None:
+    import torch
+
+    unet = tmp_path / "models/sonic/unet.pth"
+    unet.parent.mkdir(parents=True)
+    key = "down_blocks.0.attentions.0.transformer_blocks.0.attn2.processor.to_k_ip.{}.weight"
+    # A DICE-Talk UNet: audio *and* emotion IP adapters (two key sets).
+    torch.save({key.format(0): torch.zeros(2), key.format(1): torch.zeros(2)}, unet)
+    calls: list[object] = []
+    import pickle
+
+    real_load = pickle.load
+    pickle.load = lambda *a, **k: calls.append(a) or real_load(*a, **k)  # type: ignore[assignment]
+    try:
+        (ident,) = identify_files([unet], KnownReleases.builtin())
+    finally:
+        pickle.load = real_load  # type: ignore[assignment]
+    assert calls == []
+    assert ident.status == "unknown" and ident.format == "torch-zip"
+    assert ident.advice == (
+        "non-official checkpoint: compatibility risk; use a verified release: it has a second "
+        "audio IP-adapter key set (to_k_ip.1): it looks like a ComfyUI_DICE_Talk UNet, which "
+        "Sonic's strict load refuses (ComfyUI_Sonic #109)"
+    )
+    # A Sonic-shaped UNet (one key set) gets the warning without that reason.
+    torch.save({key.format(0): torch.ones(2)}, unet)
+    (ident,) = identify_files([unet], KnownReleases.builtin())
+    assert ident.advice == "non-official checkpoint: compatibility risk; use a verified release"
+
+
+def test_converted_published_pickle_says_what_it_claims(tmp_path: Path) -> None:
+    import torch
+
+    from sonic_registry.convert import convert_checkpoint
+
+    src = tmp_path / "models/sonic/audio2token.pth"
+    src.parent.mkdir(parents=True)
+    torch.save({"proj.weight": torch.ones(4)}, src)
+    out = convert_checkpoint(src, tmp_path / "models/sonic/audio2token.safetensors").output
+    known = KnownReleases(None, local_catalog({"audio_encoder": src}))
+    (ident,) = identify_files([out], known)
+    assert ident.status == "converted" and ident.to_dict()["problem"]
+    assert "made by `sonic-registry convert` from the published audio2token.pth" in ident.advice
+    assert "sign the converted bundle with your own key" in ident.advice

@@ -400,10 +400,10 @@ def doctor(
 
     Exit 0 when every file belongs to a trusted release without mixing, else 1.
     """
-    from ..doctor import diagnose, find_weight_files
+    from ..doctor import diagnose, find_weight_files, total_bytes
 
     files = find_weight_files(models_dir)
-    total = sum(p.stat().st_size for p in files)
+    total = total_bytes(files)
     with (
         open_known(registry_location, trust_path, public_keys, no_builtin_catalog) as reg,
         progress_bar(
