@@ -48,6 +48,23 @@ def sonic_release(
     return make_bundle(name, version=version, step=step, files=SONIC_FILES, **kwargs)
 
 
+def dice_release(make_bundle: Callable[..., Path], key: object, **kwargs: object) -> Path:
+    """ComfyUI_DICE_Talk's look-alike: a community "dice-talk" release (another model).
+
+    Its ``unet.pth`` (with ``files={"unet": "unet.pth"}``) has Sonic's file name,
+    the case a digest check must catch.
+    """
+    return make_bundle(
+        "dice",
+        model="dice-talk",
+        version="1.0.0",
+        step=10000,
+        channel="community",
+        key=key,
+        **kwargs,
+    )
+
+
 def install(bundle: Path, models_dir: Path, only: tuple[str, ...] | None = None) -> Path:
     """Copy a bundle's weight files into a ComfyUI models folder."""
     for name, targets in COMFY_LAYOUT.items():

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from comfyui_standin import StandIn
-from sonic_install import WORKFLOWS, install, make_registry, sonic_release
+from sonic_install import WORKFLOWS, dice_release, install, make_registry, sonic_release
 
 from sonic_registry.audit import find_output, verify_log
 from sonic_registry.cli import main
@@ -92,15 +92,7 @@ def world(
     community = sonic_release(
         make_bundle, "v13c", version="1.3.1", step=81000, channel="community", key=community_key
     )
-    dice = make_bundle(
-        "dice",
-        model="dice-talk",
-        version="1.0.0",
-        step=10000,
-        channel="community",
-        key=community_key,
-        files={"unet": "unet.pth"},
-    )
+    dice = dice_release(make_bundle, community_key, files={"unet": "unet.pth"})
     make_registry(tmp_path / "reg", trust_file, [v12, v13, community, dice]).close()
     standin = StandIn(tmp_path / "comfy")
     models = install(v13, standin.base / "models")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from helpers import Keys
-from sonic_install import install, make_registry, sonic_release
+from sonic_install import dice_release, install, make_registry, sonic_release
 
 from sonic_registry.cli import main
 from sonic_registry.doctor import diagnose, find_weight_files
@@ -23,15 +23,7 @@ def _layout(
 ) -> tuple[Path, Path]:
     v12 = sonic_release(make_bundle, "v12", version="1.2.0", step=50000)
     v13 = sonic_release(make_bundle, "v13", version="1.3.0", step=80000)
-    dice = make_bundle(
-        "dice",
-        model="dice-talk",
-        version="1.0.0",
-        step=10000,
-        channel="community",
-        key=community_key,
-        files={"unet": "unet.pth"},
-    )
+    dice = dice_release(make_bundle, community_key, files={"unet": "unet.pth"})
     make_registry(tmp_path / "reg", trust_file, [v12, v13, dice]).close()
     # A Sonic checkout layout: checkpoints/Sonic/*.pth, RIFE, SVD folder.
     models = tmp_path / "checkpoints"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from helpers import Keys
-from sonic_install import make_registry
+from sonic_install import dice_release, make_registry
 
 from sonic_registry.cli import main
 from sonic_registry.digest import StatCache
@@ -22,14 +22,7 @@ def setup(
     tmp_path: Path, trust_file: Path, make_bundle: Callable[..., Path], community_key: Keys
 ) -> tuple[Path, Path, Path]:
     v13 = make_bundle("v13", version="1.3.0", step=80000)
-    dice = make_bundle(
-        "dice",
-        model="dice-talk",
-        version="1.0.0",
-        step=10000,
-        channel="community",
-        key=community_key,
-    )
+    dice = dice_release(make_bundle, community_key)
     make_registry(tmp_path / "reg", trust_file, [v13, dice]).close()
     return tmp_path / "reg", v13, dice
 

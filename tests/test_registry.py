@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from helpers import Keys
+from sonic_install import dice_release
 
 from sonic_registry.cli import main
 from sonic_registry.digest import hash_file
@@ -32,14 +33,7 @@ def two_versions(make_bundle: Callable[..., Path], community_key: Keys) -> list[
     return [
         make_bundle("v12", version="1.2.0", step=50000),
         make_bundle("v13", version="1.3.0", step=80000),
-        make_bundle(
-            "dice",
-            model="dice-talk",
-            version="1.0.0",
-            step=10000,
-            channel="community",
-            key=community_key,
-        ),
+        dice_release(make_bundle, community_key),
     ]
 
 

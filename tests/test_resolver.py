@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sonic_install import WORKFLOWS, install, make_registry, sonic_release
+from sonic_install import WORKFLOWS, dice_release, install, make_registry, sonic_release
 
 from sonic_registry.errors import (
     IncompatibleRuntimeError,
@@ -52,15 +52,7 @@ def world(
     v12 = sonic_release(make_bundle, "v12", version="1.2.0", step=50000)
     v13 = sonic_release(make_bundle, "v13", version="1.3.0", step=80000)
     v131 = sonic_release(make_bundle, "v131", version="1.3.1", step=90000, extra=COMPAT)
-    dice = make_bundle(
-        "dice",
-        model="dice-talk",
-        version="1.0.0",
-        step=10000,
-        channel="community",
-        key=community_key,
-        files={"unet": "unet.pth"},
-    )
+    dice = dice_release(make_bundle, community_key, files={"unet": "unet.pth"})
     reg = make_registry(tmp_path / "reg", trust_file, [v12, v13, v131, dice])
     models = install(v13, tmp_path / "models")
     return World(tmp_path, reg, trust_file, v12, v13, v131, dice, models)
