@@ -34,6 +34,7 @@ from .errors import (
     UnreadableInputError,
     UnsignedReleaseError,
     UsageError,
+    VerificationError,
     raise_all,
 )
 from .filecheck import (
