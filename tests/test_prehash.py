@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import Keys
 
-import sonic_registry.bundle as bundle_mod
+import sonic_registry.filecheck as filecheck_mod
 from sonic_registry.bundle import sign_bundle, verify_bundle
 from sonic_registry.errors import DigestMismatchError, UnsignedReleaseError, VerificationError
 from sonic_registry.prehash import start_prehash
@@ -35,13 +35,13 @@ def sharded(make_bundle: Callable[..., Path], official_key: Keys) -> Path:
 def _hashed_by_verify(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record every file verify itself hashes (beyond what the prehash did)."""
     seen: list[str] = []
-    real = bundle_mod.sharded_digests
+    real = filecheck_mod.sharded_digests
 
     def spy(paths, **kwargs):  # type: ignore[no-untyped-def]
         seen.extend(os.path.basename(str(p)) for p in paths)
         return real(paths, **kwargs)
 
-    monkeypatch.setattr(bundle_mod, "sharded_digests", spy)
+    monkeypatch.setattr(filecheck_mod, "sharded_digests", spy)
     return seen
 
 
