@@ -4,7 +4,9 @@
 (run it with ComfyUI's Python: it drives Chromium over the DevTools protocol
 with aiohttp, which ComfyUI already needs). It prints, as JSON, what the page
 showed: the toast texts, the badge texts per loader node type and, with
-``--check-out``, the text of the one-click check's table. It starts a private ComfyUI with
+``--check-out``, the text of the one-click check's table, and with
+``--refused-out`` the nodes the editor marks after a tampered ``unet.pth`` is
+refused, and its error dialog. It starts a private ComfyUI with
 the pack (installed with the documented command) and the ComfyUI_Sonic
 stand-in, a signed Sonic release and an unknown ``my_finetune.pth``, opens
 the editor in headless Chromium (Debian's ``chromium``), loads ComfyUI_Sonic's
@@ -109,6 +111,28 @@ _SEEN = """(() => {
 })()"""
 
 
+_DIALOG = "document.getElementById('sonic-registry-dialog')"
+
+
+def _refuse_steps(app: str) -> list[tuple[str, dict[str, Any]]]:
+    """Select the (now tampered) unet.pth, queue, and read what the editor shows."""
+    select = (
+        f"(() => {{ const n = {app}.graph.nodes.find((n) => n.comfyClass === 'SONICTLoader');"
+        " n.widgets.find((w) => w.name === 'sonic_unet').value = 'unet.pth'; return 'ok'; })()"
+    )
+    read = (
+        f"(() => ({{ node_errors: Object.keys({app}.lastNodeErrors ?? {{}}),"
+        " dialog: document.querySelector('.p-dialog')?.innerText ?? '' }))()"
+    )
+    return [
+        _eval(select),
+        _eval(f"{app}.queuePrompt(0, 1).then(() => 'queued', (e) => String(e))"),
+        ("sleep", {"seconds": 4}),
+        ("Page.captureScreenshot", {"format": "png"}),
+        _eval(read),
+    ]
+
+
 def _write(path: Path, shot: dict[str, Any]) -> None:
     png = base64.b64decode(shot["data"])
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -163,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--locale", default="en", choices=("en", "zh"))
     p.add_argument("--chromium", default="chromium")
     p.add_argument("--check-out", type=Path, help="also run the one-click check; PNG of it")
+    p.add_argument(
+        "--refused-out", type=Path, help="also queue a tampered unet.pth; PNG of the refusal"
+    )
     args = p.parse_args(argv)
     python = comfyui_python()
     with tempfile.TemporaryDirectory() as tmp:
@@ -188,32 +215,50 @@ def main(argv: list[str] | None = None) -> int:
             loader = next(n for n in doc["nodes"] if n["type"] == "SONICTLoader")
             loader["widgets_values"][0] = "my_finetune.pth"
             app = "window.comfyAPI.app.app"
-            steps = [
-                ("sleep", {"seconds": 12}),
-                _eval(f"{app}.loadGraphData({json.dumps(doc)}).then(() => 'loaded')"),
-                ("sleep", {"seconds": 2}),
-                _eval(
-                    f"{app}.extensionManager.command.execute('Comfy.Canvas.FitView')"
-                    ".then(() => 'fit', () => 'no fit')"
-                ),
-                _eval(f"{app}.queuePrompt(0, 1).then(() => 'queued')"),
-                ("sleep", {"seconds": 5}),
-                ("Page.captureScreenshot", {"format": "png"}),
-                _eval(_SEEN),
-            ]
+            ws = _page_ws(port)
+            shown = asyncio.run(
+                _cdp(
+                    ws,
+                    [
+                        ("sleep", {"seconds": 12}),
+                        _eval(f"{app}.loadGraphData({json.dumps(doc)}).then(() => 'loaded')"),
+                        ("sleep", {"seconds": 2}),
+                        _eval(
+                            f"{app}.extensionManager.command.execute('Comfy.Canvas.FitView')"
+                            ".then(() => 'fit', () => 'no fit')"
+                        ),
+                        _eval(f"{app}.queuePrompt(0, 1).then(() => 'queued')"),
+                        ("sleep", {"seconds": 5}),
+                        ("Page.captureScreenshot", {"format": "png"}),
+                        _eval(_SEEN),
+                    ],
+                )
+            )
+            _write(args.out, shown[-2])
+            seen = shown[-1]["result"]["value"]
             if args.check_out is not None:
-                steps += [
-                    _eval(f"{app}.extensionManager.command.execute('SonicRegistry.Check')"),
-                    ("sleep", {"seconds": 4}),
-                    ("Page.captureScreenshot", {"format": "png"}),
-                    _eval("document.getElementById('sonic-registry-dialog')?.innerText ?? ''"),
-                ]
-            results = asyncio.run(_cdp(_page_ws(port), steps))
-            seen = results[7]["result"]["value"]
-            _write(args.out, results[6])
-            if args.check_out is not None:
-                _write(args.check_out, results[-2])
-                seen["check_dialog"] = results[-1]["result"]["value"]
+                check = asyncio.run(
+                    _cdp(
+                        ws,
+                        [
+                            _eval(f"{app}.extensionManager.command.execute('SonicRegistry.Check')"),
+                            ("sleep", {"seconds": 4}),
+                            ("Page.captureScreenshot", {"format": "png"}),
+                            _eval(f"{_DIALOG}?.innerText ?? ''"),
+                            _eval(f"{_DIALOG}?.remove()"),
+                        ],
+                    )
+                )
+                _write(args.check_out, check[2])
+                seen["check_dialog"] = check[3]["result"]["value"]
+            if args.refused_out is not None:
+                unet = base / "models" / "sonic" / "unet.pth"
+                data = bytearray(unet.read_bytes())
+                data[4096] ^= 0xFF
+                unet.write_bytes(bytes(data))
+                refused = asyncio.run(_cdp(ws, _refuse_steps(app)))
+                _write(args.refused_out, refused[-2])
+                seen["refused"] = refused[-1]["result"]["value"]
             print(json.dumps(seen, ensure_ascii=False))
         finally:
             chrome.terminate()

@@ -164,7 +164,7 @@ def test_real_comfyui_guards_sonic_prompts(server: tuple[Server, dict[str, Path]
 
 
 def test_editor_shows_the_warning_badges_and_check(tmp_path: Path) -> None:
-    """Headless Chromium on the real editor: toast, loader badges, the menu's check table."""
+    """Headless Chromium on the real editor: toast, badges, the menu's check, a refusal."""
     if not os.environ.get("COMFYUI_DIR"):
         pytest.skip("COMFYUI_DIR is not set: the browser test against a real ComfyUI did not run")
     chromium = shutil.which("chromium")
@@ -173,7 +173,7 @@ def test_editor_shows_the_warning_badges_and_check(tmp_path: Path) -> None:
             "no `chromium` on PATH: the browser test did not run (apt-get install chromium)"
         )
     python = comfyui_python()
-    shot, check = tmp_path / "warning.png", tmp_path / "check.png"
+    shot, check, refused = (tmp_path / f"{n}.png" for n in ("warning", "check", "refused"))
     done = subprocess.run(
         [
             python,
@@ -185,6 +185,8 @@ def test_editor_shows_the_warning_badges_and_check(tmp_path: Path) -> None:
             str(shot),
             "--check-out",
             str(check),
+            "--refused-out",
+            str(refused),
             "--chromium",
             chromium,
         ],
@@ -204,4 +206,10 @@ def test_editor_shows_the_warning_badges_and_check(tmp_path: Path) -> None:
     assert "✔ official" in seen["badges"]["ImageOnlyCheckpointLoader"]
     assert "sonic/my_finetune.pth\t-\t-\t⚠ non-official" in seen["check_dialog"]
     assert "sonic/unet.pth\tsonic@1.3.0#1\tunet\t✔ official\tok" in seen["check_dialog"]
+    # A tampered unet.pth: the editor marks the loader and shows the one-line reason.
+    assert seen["refused"]["node_errors"] == ["14"]
+    assert (
+        "Sonic release check refused this prompt: sonic/unet.pth has the name and size"
+        in (seen["refused"]["dialog"])
+    )
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and check.stat().st_size > 10_000
