@@ -406,3 +406,36 @@ def test_compromised_online_key_rotated_by_offline_root(world: World) -> None:
     code, _, err = world.list()
     assert code == 1 and "TUF signature check failed" in _one_line(err)
     world.assert_cache_holds_only_signed_files()
+
+
+def test_targets_entry_without_sha256_is_skipped_not_a_crash(world: World) -> None:
+    # Someone holding the online key lists an envelope by sha512 only.
+    import json
+
+    from tuf.api.metadata import TargetFile
+
+    snapshot = json.loads(world.mirror.files["metadata/2.snapshot.json"])["signed"]["meta"]
+    for name, meta in snapshot.items():
+        if not name.startswith("bins-"):
+            continue
+        md_name = f"{meta['version']}.{name}"
+        targets = json.loads(world.mirror.files[f"metadata/{md_name}"])["signed"]["targets"]
+        envelopes = {p: t for p, t in targets.items() if p.startswith("releases/")}
+        if not envelopes:
+            continue
+        rewritten = {}
+        for path, t in targets.items():
+            data = world.mirror.files[path] if path.startswith("releases/") else None
+            rewritten[path] = (
+                TargetFile.from_data(path, data, ["sha512"])
+                if data is not None
+                else TargetFile.from_dict(dict(t), path)
+            )
+        world.mirror.files[f"metadata/{md_name}"] = world.resign(md_name, targets=rewritten)
+        world.signed[md_name] = world.mirror.files[f"metadata/{md_name}"]  # signed, if oddly
+        break
+    code, out, err = world.list()
+    assert code == 0, err
+    assert "its targets entry has no sha256" in err
+    assert out.count("sonic ") == 1
+    world.assert_cache_holds_only_signed_files()

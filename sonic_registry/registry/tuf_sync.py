@@ -172,17 +172,20 @@ class BinSync:
         for path, target in targets.targets.items():
             if succinct is None or succinct.get_role_for_target(path) != name:
                 self.src.problems.append(f"{path}: skipped: listed by {name}, not delegated to it")
+            elif "sha256" not in target.hashes:
+                self.src.problems.append(f"{path}: skipped: its targets entry has no sha256")
             elif path.startswith(f"{PACKS_DIR}/"):
                 pack = target
-            elif path.startswith(f"{ix.RELEASES_DIR}/") and known.get(path) != target.hashes.get(
-                "sha256"
+            elif (
+                path.startswith(f"{ix.RELEASES_DIR}/")
+                and known.get(path) != target.hashes["sha256"]
             ):
                 new.append(target)
         changed = {t.path for t in new}
         removed = [p for p in known if p not in targets.targets or p in changed]
         have: dict[str, bytes] = {}
         for target in new:
-            sha = target.hashes.get("sha256", "")
+            sha = target.hashes["sha256"]
             row = self.db.execute("SELECT data FROM envelopes WHERE sha256 = ?", (sha,)).fetchone()
             if row is not None:
                 have[sha] = bytes(row[0])
