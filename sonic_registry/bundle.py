@@ -45,7 +45,13 @@ from .filecheck import (
     sha256_mismatch,
 )
 from .fileio import atomic_write_bytes
-from .manifest import PREDICATE_TYPE, Release, check_relative_path, parse_time
+from .manifest import (
+    PREDICATE_TYPE,
+    Release,
+    check_distinct_names,
+    check_relative_path,
+    parse_time,
+)
 from .prehash import Prehash
 from .safetensors_header import check_claimed_safetensors
 from .schema import validate
@@ -208,6 +214,9 @@ def sign_bundle(
     release = Release.from_toml(base / TOML_NAME, now=now, defaults=keep)
 
     names = list_bundle_files(base)
+    for name in names:  # DESIGN.md's path rules, before anything is hashed or signed
+        check_relative_path(name, field="file", path=str(base))
+    check_distinct_names(names, field="file", path=str(base))
     _require_component_files(release, names, where=str(base / TOML_NAME))
     check_claimed_safetensors(release, partial(path_in_bundle, base))
     digests = _digest_bundle(base, names, progress, threads, shard_size, blake3)
@@ -280,6 +289,7 @@ def _parse_subjects(statement: Mapping[str, Any], where: str) -> dict[str, Subje
         subjects[name] = SubjectDigest(
             s["digest"]["sha256"], ann["size"], shard_size, shards, s["digest"].get("blake3")
         )
+    check_distinct_names(subjects, field="subject", path=where)
     return subjects
 
 
@@ -366,8 +376,11 @@ def verify_bundle(
     hash_on_load: Collection[str] = (),
     prehash: Prehash | None = None,
     model: str | None = None,
+    strict: bool = False,
 ) -> VerifiedRelease:
     """Verify a model directory against its signed ``release.dsse.json``.
+
+    ``strict`` refuses hard-linked files instead of warning about them.
 
     ``model`` binds the release to a model: a release of another model (a
     ``dicetalk`` bundle where a ``sonic`` one belongs), even signed by a trusted
@@ -421,6 +434,7 @@ def verify_bundle(
             hash_on_load=hash_on_load,
             prehash=prehash,
             model=model,
+            strict=strict,
         )
     finally:
         if prehash is not None:
@@ -451,6 +465,7 @@ def _verify_signed(
     hash_on_load: Collection[str],
     prehash: Prehash | None,
     model: str | None = None,
+    strict: bool = False,
 ) -> VerifiedRelease:
     statement = verify_envelope(env_path, store, allow_unsigned=allow_unsigned, now=now)
     check_model(statement.release, model, str(env_path))
@@ -472,6 +487,7 @@ def _verify_signed(
         prefer_blake3=prefer_blake3,
         shortcut=defer if unhashed else None,
         prehash=prehash,
+        strict=strict,
     )
     raise_all(problems)
     check_claimed_safetensors(statement.release, partial(path_in_bundle, base))

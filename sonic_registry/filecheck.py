@@ -22,7 +22,13 @@ from .digest import (
     blake3_file,
     sharded_digests,
 )
-from .errors import DigestMismatchError, SonicRegistryError, UnlistedFileError, VerificationError
+from .errors import (
+    DigestMismatchError,
+    SonicRegistryError,
+    UnlistedFileError,
+    UnsafePathError,
+    VerificationError,
+)
 from .formats import is_weight_file
 from .prehash import Prehash
 
@@ -107,14 +113,19 @@ def check_files(
     shortcut: Shortcut | None = None,
     on_match: OnMatch | None = None,
     prehash: Prehash | None = None,
+    strict: bool = False,
 ) -> tuple[list[SonicRegistryError], list[str]]:
     """Compare the files under ``root`` with the signed subjects: (problems, warnings).
+
+    A hard-linked file (``st_nlink > 1``) is a warning, a problem when
+    ``strict``: its bytes can change through a path outside the bundle.
 
     ``prehash``: digests started before the signatures were checked
     (:mod:`.prehash`); one counts only for the same real path, shard size and
     stat found here, and is compared with the signed digest like any other.
     """
     problems: list[SonicRegistryError] = []
+    warnings: list[str] = []
     real_root = os.path.realpath(root)
     todo: list[tuple[str, str, os.stat_result]] = []  # (name, real path, stat before hashing)
     # Step 6: every listed path stays inside the root and is a regular file of
@@ -126,6 +137,12 @@ def check_files(
             problems.append(exc)
             continue
         st = os.stat(real)
+        if st.st_nlink > 1:
+            line = f"hard-linked ({st.st_nlink} names): another path can change these bytes"
+            if strict:
+                problems.append(UnsafePathError(name, f"{line} (refused under --strict)"))
+                continue
+            warnings.append(f"{name}: {line}")
         verdict = shortcut(name, real, st, subject) if shortcut is not None else None
         if verdict is True:
             continue
@@ -173,7 +190,6 @@ def check_files(
 
     # Step 8: no unlisted weight file may sit beside the signed ones (it could be
     # picked up by a loader by name); other unlisted files are only warned about.
-    warnings: list[str] = []
     try:
         on_disk = list_bundle_files(root)
     except VerificationError as exc:

@@ -10,11 +10,13 @@ edited after the fact by the code that holds it.
 from __future__ import annotations
 
 import math
+import re
 import tomllib
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -33,10 +35,12 @@ __all__ = [
     "Component",
     "ParamRange",
     "Release",
+    "check_distinct_names",
     "check_relative_path",
     "format_time",
     "param_range",
     "parse_time",
+    "path_problem",
 ]
 
 PREDICATE_TYPE = "https://sonic_registry/release/v1"
@@ -59,29 +63,90 @@ def parse_time(text: str, *, field: str = "", path: str = "") -> datetime:
         ) from exc
 
 
+#: One path segment (DESIGN.md): portable on every OS and filesystem, so a name
+#: means the same file on Linux, macOS and Windows and cannot hide in a terminal.
+_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
+#: Names Windows maps to devices, with or without an extension (``NUL.json``).
+_DEVICES = frozenset(
+    {
+        "CON",
+        "PRN",
+        "AUX",
+        "NUL",
+        *(f"COM{i}" for i in range(1, 10)),
+        *(f"LPT{i}" for i in range(1, 10)),
+    }
+)
+
+
+def path_problem(name: str) -> str | None:
+    """Why ``name`` is not a portable bundle path (DESIGN.md), or None; sign and verify use it.
+
+    Relative, ``/``-separated, NFC; each segment ``[A-Za-z0-9._-]+``, not ``.``
+    or ``..``, not ending in a dot, not a Windows device name.
+
+    >>> path_problem("unet/model.safetensors") is None
+    True
+    >>> path_problem("NUL.json")
+    "segment 'NUL.json' is a Windows device name"
+    """
+    if not name:
+        return "empty"
+    if unicodedata.normalize("NFC", name) != name:
+        return "not NFC-normalised"
+    if name.startswith("/") or "\\" in name:
+        return "not a relative /-separated path"
+    for segment in name.split("/"):
+        if segment in ("", ".", ".."):
+            return f"segment {segment!r} is not a name"
+        if not _SEGMENT.fullmatch(segment):
+            bad = next(c for c in segment if not _SEGMENT.fullmatch(c))
+            return f"segment {segment!r} has {bad!r}; expected only A-Z a-z 0-9 . _ -"
+        if segment.endswith("."):
+            return f"segment {segment!r} ends in a dot"
+        if segment.split(".")[0].upper() in _DEVICES:
+            return f"segment {segment!r} is a Windows device name"
+    return None
+
+
 def check_relative_path(name: str, *, field: str, path: str = "") -> str:
-    """Refuse paths that could leave the bundle root, before any file is touched.
+    """Refuse paths that could leave the bundle root or mean another file elsewhere.
 
     >>> check_relative_path("../x", field="path")
     Traceback (most recent call last):
     ...
     sonic_registry.errors.InvalidManifest: path: expected a path inside the bundle, found '../x'
     """
-    pure = PurePosixPath(name)
-    bad = (
+    problem = path_problem(name)
+    if problem is None:
+        return name
+    escapes = (
         not name
+        or name.startswith(("/", "./"))
         or "\\" in name
         or "\x00" in name
-        or pure.is_absolute()
-        or any(part in ("..", "") for part in name.split("/"))
-        or name.startswith("./")
-        or (len(name) > 1 and name[1] == ":")
+        or ".." in name.split("/")
+        or (len(name) > 1 and name[1] == ":")  # a drive letter
     )
-    if bad:
+    if escapes:  # could leave the root: the message every caller knows
         raise InvalidManifest(
             field, f"expected a path inside the bundle, found {name!r}", path=path
         )
-    return name
+    raise InvalidManifest(field, f"expected a portable name, found {name!r}: {problem}", path=path)
+
+
+def check_distinct_names(names: Iterable[str], *, field: str, path: str = "") -> None:
+    """Refuse two names that are one file on a case-insensitive filesystem (macOS, Windows)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        key = name.casefold()
+        if key in seen and seen[key] != name:
+            raise InvalidManifest(
+                field,
+                f"expected names distinct after case folding, found {seen[key]!r} and {name!r}",
+                path=path,
+            )
+        seen[key] = name
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,6 +142,11 @@ def sign(
     help="auto: check signed BLAKE3 digests when blake3 is installed, else SHA-256.",
 )
 @click.option(
+    "--strict",
+    is_flag=True,
+    help="Refuse hard-linked files (their bytes can change through another path).",
+)
+@click.option(
     "--oms",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Verify this OpenSSF model_signing signature instead (MODEL_DIR may then be one file).",
@@ -177,6 +182,7 @@ def verify(
     allow_unsigned: bool,
     no_record: bool,
     digest: str,
+    strict: bool,
     oms: Path | None,
     certificate_chain: tuple[Path, ...],
     ignore_paths: tuple[Path, ...],
@@ -232,6 +238,7 @@ def verify(
             prefer_blake3=digest == "auto",
             prehash=early,
             model=model_name,
+            strict=strict,
         )
     from ..trust import channel_label
 
