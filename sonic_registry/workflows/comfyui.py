@@ -9,7 +9,7 @@ Two formats reach us:
   "inputs": {name: value | [source_id, output_slot]}}}``.
 
 Which files a node loads, and under which ``models/`` sub-folder, is knowledge
-about node types (:data:`NODE_SPECS`, learnt from ComfyUI core and the
+about node types (:data:`.comfyui_nodes.NODE_SPECS`, learnt from ComfyUI core and the
 ComfyUI_Sonic node pack). That table is also what tells an old ComfyUI_Sonic
 node interface from the current one: the current ``SONIC_PreData`` needs a
 ``weight_dtype`` input and its 2nd widget is ``duration`` in seconds, whereas
@@ -22,161 +22,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from .comfyui_nodes import (
+    NODE_SPECS,
+    PARAM_TYPES,
+    SEED_CONTROLS,
+    SONIC_TYPES,
+    SVD_LOADERS,
+    FileSlot,
+    NodeSpec,
+)
 from .graph import Graph, InvalidGraph, Link, Node, WeightRef, check_structure, connected_to
 
 __all__ = ["NODE_SPECS", "FileSlot", "NodeSpec", "is_api_format", "is_ui_format", "parse_workflow"]
 
-#: Values the frontend stores after a seed widget ("control after generate").
-_SEED_CONTROLS = frozenset({"fixed", "increment", "decrement", "randomize"})
-#: Parameters the resolver reports, with the numeric type the node declares.
-_PARAM_TYPES: Mapping[str, type] = MappingProxyType(
-    {
-        "seed": int,
-        "inference_steps": int,
-        "dynamic_scale": float,
-        "fps": float,
-        "duration": float,
-        "min_resolution": int,
-        "expand_ratio": float,
-    }
-)
-
-
-@dataclass(frozen=True, slots=True)
-class FileSlot:
-    """A weight file a node loads: from a widget, or implicitly by a fixed name."""
-
-    folder: str  # sub-folder of the ComfyUI models directory
-    widget: str = ""  # the widget naming the file; "" for an implicit file
-    name: str = ""  # the implicit file's name inside ``folder``
-    role: str = ""  # the release role this slot must hold ("" = any)
-    optional: bool = False  # checked only when present (loaded in some configurations)
-
-
-@dataclass(frozen=True, slots=True)
-class NodeSpec:
-    """What the *current* version of a node type looks like."""
-
-    inputs: tuple[str, ...] = ()  # required linked inputs
-    widgets: tuple[str, ...] = ()  # positional widget names, as the UI saves them
-    outputs: tuple[str, ...] | None = None
-    files: tuple[FileSlot, ...] = ()
-    sonic: bool = False  # a ComfyUI_Sonic node: part of the pipeline we check
-    passthrough: bool = False  # Reroute-like: forwards its single input
-
-
-_SONIC = "sonic"
-NODE_SPECS: Mapping[str, NodeSpec] = MappingProxyType(
-    {
-        # ComfyUI_Sonic (smthemex/ComfyUI_Sonic sonic_node.py, interface since 2025-02-16).
-        "SONICTLoader": NodeSpec(
-            inputs=("model",),
-            widgets=("sonic_unet", "ip_audio_scale", "use_interframe", "dtype"),
-            outputs=("MODEL_SONIC", "DTYPE"),
-            files=(
-                FileSlot(_SONIC, widget="sonic_unet", role="unet"),
-                FileSlot(_SONIC, name="RIFE/flownet.pkl", role="interpolator", optional=True),
-            ),
-            sonic=True,
-        ),
-        "SONIC_PreData": NodeSpec(
-            inputs=("clip_vision", "vae", "audio", "image", "weight_dtype"),
-            widgets=("min_resolution", "duration", "expand_ratio"),
-            outputs=("SONIC_PREDATA",),
-            files=(
-                FileSlot(_SONIC, name="audio2token.pth", role="audio_encoder"),
-                FileSlot(_SONIC, name="audio2bucket.pth", role="motion_decoder"),
-                FileSlot(_SONIC, name="yoloface_v5m.pt", role="face_detector", optional=True),
-                # whisper-tiny/ is loaded from its fixed folder too (WhisperModel.from_pretrained).
-                *(
-                    FileSlot(_SONIC, name=f"whisper-tiny/{name}", role="whisper", optional=True)
-                    for name in ("config.json", "model.safetensors", "preprocessor_config.json")
-                ),
-            ),
-            sonic=True,
-        ),
-        "SONICSampler": NodeSpec(
-            inputs=("model", "data_dict"),
-            widgets=("seed", "inference_steps", "dynamic_scale", "fps"),
-            outputs=("IMAGE", "FLOAT"),
-            sonic=True,
-        ),
-        # ComfyUI core loaders.
-        "ImageOnlyCheckpointLoader": NodeSpec(
-            widgets=("ckpt_name",),
-            outputs=("MODEL", "CLIP_VISION", "VAE"),
-            files=(FileSlot("checkpoints", widget="ckpt_name"),),
-        ),
-        "CheckpointLoaderSimple": NodeSpec(
-            widgets=("ckpt_name",),
-            outputs=("MODEL", "CLIP", "VAE"),
-            files=(FileSlot("checkpoints", widget="ckpt_name"),),
-        ),
-        "CLIPVisionLoader": NodeSpec(
-            widgets=("clip_name",),
-            outputs=("CLIP_VISION",),
-            files=(FileSlot("clip_vision", widget="clip_name"),),
-        ),
-        "VAELoader": NodeSpec(
-            widgets=("vae_name",), outputs=("VAE",), files=(FileSlot("vae", widget="vae_name"),)
-        ),
-        "UNETLoader": NodeSpec(
-            widgets=("unet_name", "weight_dtype"),
-            outputs=("MODEL",),
-            files=(FileSlot("diffusion_models", widget="unet_name"),),
-        ),
-        "CLIPLoader": NodeSpec(
-            widgets=("clip_name", "type"),
-            outputs=("CLIP",),
-            files=(FileSlot("text_encoders", widget="clip_name"),),
-        ),
-        "LoraLoader": NodeSpec(
-            inputs=("model", "clip"),
-            widgets=("lora_name", "strength_model", "strength_clip"),
-            outputs=("MODEL", "CLIP"),
-            files=(FileSlot("loras", widget="lora_name"),),
-        ),
-        "Reroute": NodeSpec(passthrough=True),
-        # Known nodes that load no weights.
-        **{
-            name: NodeSpec()
-            for name in (
-                "LoadImage",
-                "LoadAudio",
-                "SaveVideo",
-                "CreateVideo",
-                "SaveImage",
-                "PreviewImage",
-                "PreviewAudio",
-                "SaveAudio",
-                "CLIPTextEncode",
-                "EmptyLatentImage",
-                "KSampler",
-                "KSamplerAdvanced",
-                "VAEDecode",
-                "VAEEncode",
-                "Note",
-                "MarkdownNote",
-                "PrimitiveNode",
-                "VHS_VideoCombine",
-                "VHS_LoadAudio",
-                "VHS_LoadAudioUpload",
-                "VHS_LoadVideo",
-            )
-        },
-    }
-)
-
-#: Loaders whose MODEL output is an SVD img2vid checkpoint, the base SONICTLoader needs.
-_SVD_LOADERS = frozenset({"ImageOnlyCheckpointLoader"})
-_SONIC_TYPES = frozenset(name for name, spec in NODE_SPECS.items() if spec.sonic)
-_SONIC_ROLES = frozenset(
-    slot.role for spec in NODE_SPECS.values() if spec.sonic for slot in spec.files
-)
+#: The model of the releases ComfyUI_Sonic nodes load.
+_MODEL = "sonic"
 
 
 def is_ui_format(doc: Any) -> bool:
@@ -505,7 +368,7 @@ class _Interpreter:
             interface_errors=tuple(self.errors),
             warnings=tuple(self.warnings),
             unknown_nodes=tuple(self.unknown),
-            model=_SONIC if any(n.type in _SONIC_TYPES for n in self.nodes.values()) else None,
+            model=_MODEL if any(n.type in SONIC_TYPES for n in self.nodes.values()) else None,
         )
 
     # -- UI widgets -> named values ------------------------------------------
@@ -527,7 +390,7 @@ class _Interpreter:
                     name in ("seed", "noise_seed")
                     and position < len(raw)
                     and isinstance(raw[position], str)
-                    and raw[position] in _SEED_CONTROLS
+                    and raw[position] in SEED_CONTROLS
                 ):
                     position += 1
             for extra in range(position, len(raw)):
@@ -609,7 +472,7 @@ class _Interpreter:
     def _check_base_model(self, node: Node) -> None:
         """SONICTLoader converts an SVD img2vid-xt UNet: any other family is wrong."""
         src = self._source_of(node.linked["model"][0])
-        if src is None or src.type in _SVD_LOADERS:
+        if src is None or src.type in SVD_LOADERS:
             return
         if src.type in NODE_SPECS:
             loaded = next(
@@ -686,7 +549,7 @@ class _Interpreter:
             )
 
     def _collect_params(self, node: Node) -> None:
-        for name, kind in _PARAM_TYPES.items():
+        for name, kind in PARAM_TYPES.items():
             if name not in node.values or name in node.linked:
                 continue
             value = node.values[name]
