@@ -128,8 +128,12 @@ def analyze_graph(
     allow_unsigned: bool = False,
     stat_cache: DigestSource | None = None,
     check_params: bool = True,
+    require_signed: bool = False,
 ) -> Resolution:
     """Resolve ``graph``; every problem is collected in ``Resolution.problems``.
+
+    ``require_signed`` is the policy that only a release signed by a trusted key
+    counts: the built-in catalog's published release (unsigned) is then refused.
 
     ``check_params=False`` leaves step 6 to a caller that judges the parameters
     itself with more input (the ComfyUI pack measures the audio for ``duration``).
@@ -143,6 +147,14 @@ def analyze_graph(
     candidates = match_graph_files(work)
     # Step 3: one release for the whole graph.
     chosen, picked = choose_release(work, [c for c in candidates if c[2]])
+    if require_signed and chosen is not None and not chosen.signers:
+        work.problems.append(
+            UnsignedReleaseError(
+                graph.source,
+                f"the policy requires a signed release; {chosen.release.release_id} is "
+                f"{chosen.channel}, signed by nobody (give --registry with a signed release)",
+            )
+        )
     unknown = judge_unknown_files(work, [c for c in candidates if not c[2]], chosen)
     # Step 4: every component sits on a slot of its role and interface.
     check_slots(work, picked)

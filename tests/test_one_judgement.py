@@ -218,3 +218,13 @@ def test_whisper_tiny_without_a_recorded_digest_is_not_checked(published_tree: P
     row = rows["sonic/whisper-tiny/model.safetensors"]
     assert row["status"] == "unchecked" and not row["problem"]
     assert "records no digest of whisper-tiny/model.safetensors" in row["advice"]
+
+
+def test_a_policy_can_require_signed_releases(published_tree: Path) -> None:
+    good = WORKFLOWS / "smthemex-ComfyUI_Sonic" / "20250216.json"
+    args = ["resolve", str(good), "--models-dir", str(published_tree)]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0 and "resolves to sonic@2025.1.14 (published" in out.stdout
+    out = CliRunner().invoke(main, [*args, "--require-signed"])
+    assert out.exit_code == 1
+    assert "the policy requires a signed release; sonic@2025.1.14 is published" in out.stderr

@@ -321,6 +321,12 @@ def identify(
     is_flag=True,
     help="Accept files no trusted release lists; they are labelled 'unverified'.",
 )
+@click.option(
+    "--require-signed",
+    is_flag=True,
+    help="Policy: only a release signed by a trusted key counts (the built-in catalog's "
+    "'published' release does not).",
+)
 @stat_cache_option
 @json_option
 @handle_errors
@@ -333,6 +339,7 @@ def resolve(
     models_dir: Path | None,
     runtime_version: str | None,
     allow_unsigned: bool,
+    require_signed: bool,
     stat_cache: Path | None,
     json_output: bool,
 ) -> None:
@@ -354,6 +361,7 @@ def resolve(
             runtime_version=runtime_version,
             allow_unsigned=allow_unsigned,
             stat_cache=cache,
+            require_signed=require_signed,
         )
         _warn_problems(reg, json_output)
     if cache is not None:
