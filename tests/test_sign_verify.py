@@ -88,3 +88,30 @@ def test_sign_refuses_to_extend_a_corrupt_envelope(make_bundle, official_key) ->
     with pytest.raises(InvalidManifest) as exc:
         sign_bundle(root, official_key.private)
     assert str(exc.value) == f"{root / 'release.dsse.json'}: payload: expected object, found list"
+
+
+def test_one_list_of_signature_algorithms() -> None:
+    """Adding an algorithm touches signing.ALGORITHMS and the trust schema's scheme enum only."""
+    import json
+    import subprocess
+    import sys
+    from importlib import resources
+
+    from sonic_registry.cli.keys import keygen
+    from sonic_registry.signing import ALGORITHMS
+
+    [option] = [p for p in keygen.params if p.name == "algorithm"]
+    assert list(option.type.choices) == list(ALGORITHMS)  # type: ignore[attr-defined]
+    schema = json.loads(
+        resources.files("sonic_registry").joinpath("schemas/trust.schema.json").read_text()
+    )
+    key_props = schema["properties"]["keys"]["additionalProperties"]["properties"]
+    assert {t for t, _ in ALGORITHMS.values()} <= set(key_props["keytype"]["enum"])
+    assert {s for _, s in ALGORITHMS.values()} <= set(key_props["scheme"]["enum"])
+    # ... and the CLI's --help still does not import the signing stack to list them.
+    code = (
+        "import sys; from click.testing import CliRunner; from sonic_registry.cli import main\n"
+        "CliRunner().invoke(main, ['--help']); print('sonic_registry.signing' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

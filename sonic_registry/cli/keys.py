@@ -14,6 +14,27 @@ from ._common import emit_json, handle_errors, json_option
 __all__ = ["keygen", "passphrase_options", "read_passphrase", "signing_key_option"]
 
 
+class _AlgorithmChoice(click.Choice[str]):
+    """``--algorithm``: the names in ``signing.ALGORITHMS``, read when the option is used.
+
+    The one list of algorithms stays in :mod:`sonic_registry.signing` (add one
+    there), and ``sonic-registry --help`` still does not import cryptography.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from ..signing import ALGORITHMS
+
+        return tuple(ALGORITHMS)
+
+    @choices.setter
+    def choices(self, _value: object) -> None:
+        """click.Choice.__init__ assigns the list; the property above is the list."""
+
+
 def passphrase_options(fn: Any) -> Any:
     fn = click.option(
         "--passphrase-env",
@@ -71,7 +92,7 @@ def read_passphrase(
 @click.argument("name", type=click.Path(path_type=Path))
 @click.option(
     "--algorithm",
-    type=click.Choice(["ed25519", "ecdsa-p256", "ecdsa-p384", "ecdsa-p521"]),
+    type=_AlgorithmChoice(),
     default="ed25519",
     show_default=True,
     help="ECDSA keys (SHA-256/384/512 by curve) can also sign OpenSSF model_signing signatures.",
