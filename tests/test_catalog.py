@@ -354,3 +354,20 @@ def test_converted_published_pickle_says_what_it_claims(tmp_path: Path) -> None:
     assert ident.status == "converted" and ident.to_dict()["problem"]
     assert "made by `sonic-registry convert` from the published audio2token.pth" in ident.advice
     assert "sign the converted bundle with your own key" in ident.advice
+
+
+@pytest.mark.parametrize(
+    "workflow", sorted(str(p.relative_to(WORKFLOWS)) for p in WORKFLOWS.rglob("*.json"))
+)
+def test_every_real_workflow_gets_a_clear_verdict(tmp_path: Path, workflow: str) -> None:
+    """Old interfaces, broken API prompts, wrong families: a verdict, never an internal error."""
+    root = _random_sonic_tree(tmp_path / "models")
+    for allow in ([], ["--allow-unsigned"]):
+        out = CliRunner().invoke(
+            main, ["resolve", str(WORKFLOWS / workflow), "--models-dir", str(root), *allow]
+        )
+        assert out.exit_code in (0, 1, 2), out.output
+        assert ("internal error" not in out.output and out.exception is None) or isinstance(
+            out.exception, SystemExit
+        ), out.output
+        assert out.output.strip(), "a verdict says something"
