@@ -517,3 +517,24 @@ def test_a_published_file_name_and_size_with_other_bytes_is_tampered(world: Worl
     assert "sonic/RIFE/flownet.pkl has the name and size of sonic@2025.1.14" in tampered.message[0]
     world.config.write_text(world.config.read_text() + "builtin_catalog = false\n")
     assert [f.kind for f in world.guard().findings] == ["unknown"]
+
+
+def test_async_node_functions_stay_async_and_locked(world: World, pack: glue.Pack) -> None:
+    import asyncio
+    import inspect
+
+    class AsyncSampler:
+        FUNCTION = "run"
+
+        async def run(self) -> tuple[str]:
+            return ("frames",)
+
+    world.standin.nodes.NODE_CLASS_MAPPINGS["SONICSampler"] = AsyncSampler
+    pack.wrap_sonic_nodes()
+    assert inspect.iscoroutinefunction(AsyncSampler.run)
+    world.standin.server.last_prompt_id = "never-approved"
+    with pytest.raises(RuntimeError, match="was not checked by the release guard"):
+        asyncio.run(AsyncSampler().run())
+    pack.approved["ok"] = Verdict(())
+    world.standin.server.last_prompt_id = "ok"
+    assert asyncio.run(AsyncSampler().run()) == ("frames",)

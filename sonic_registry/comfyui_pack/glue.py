@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib
+import inspect
 import logging
 import os
 import threading
@@ -198,14 +199,27 @@ class Pack:
             setattr(cls, fn_name, self._locked(name, fn))  # type: ignore[arg-type]
 
     def _locked(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(fn)
-        def run(*args: Any, **kwargs: Any) -> Any:
+        def check() -> None:
             prompt_id = getattr(self.server, "last_prompt_id", None)
             if prompt_id not in self.approved:
                 raise RuntimeError(
                     f"sonic-registry: {name} refuses to run: prompt {prompt_id} was not "
                     "checked by the release guard (fail closed)"
                 )
+
+        if inspect.iscoroutinefunction(fn):  # ComfyUI awaits async node functions
+
+            @functools.wraps(fn)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                check()
+                return await fn(*args, **kwargs)
+
+            setattr(run_async, _WRAPPED, True)
+            return run_async
+
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            check()
             return fn(*args, **kwargs)
 
         setattr(run, _WRAPPED, True)
