@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .digest import FileDigest, hash_range
-from .errors import UnreadableInputError, UsageError
+from .errors import DigestMismatchError, UnreadableInputError, UsageError
 from .fileio import atomic_writer, open_regular
 from .formats import sniff
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["ConvertResult", "convert_checkpoint"]
+__all__ = ["FORCE_UNSAFE_ENV", "MIN_TORCH", "ConvertResult", "convert_checkpoint"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +57,58 @@ class ConvertResult:
         }
 
 
+#: torch's weights_only unpickler had an RCE fixed in 2.6 (CVE-2025-32434) and a
+#: memory corruption fixed in 2.10 (CVE-2026-24747); older ones are refused.
+MIN_TORCH = "2.10"
+#: Set, this makes torch.load ignore weights_only=True: convert refuses to run.
+FORCE_UNSAFE_ENV = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+
+
 def _import_torch() -> Any:
+    """torch, if its weights_only unpickler is one convert may rely on."""
+    if os.environ.get(FORCE_UNSAFE_ENV, "").strip().lower() not in ("", "0", "false", "no"):
+        raise UsageError(
+            FORCE_UNSAFE_ENV,
+            "is set: torch.load would ignore weights_only and run the pickle's code; unset it",
+        )
     try:
         import torch
     except ImportError as exc:
         raise UsageError("convert", "needs torch: pip install 'sonic-registry[runtime]'") from exc
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        found = Version(str(torch.__version__).split("+")[0])
+    except InvalidVersion:
+        found = Version("0")
+    if found < Version(MIN_TORCH):
+        raise UsageError(
+            "torch",
+            f"expected torch >= {MIN_TORCH} (its weights_only unpickler had CVE-2025-32434 and "
+            f"CVE-2026-24747), found {torch.__version__}",
+        )
     return torch
+
+
+def _check_pinned(digest: FileDigest, pins: Mapping[str, str], where: str) -> str:
+    """Which pin vouches for ``digest``, before a byte of it is unpickled.
+
+    ``pins`` maps sha256 -> where the pin comes from (``--source-sha256``, a
+    verified release); the built-in catalog of published files always counts.
+    """
+    if digest.sha256 in pins:
+        return pins[digest.sha256]
+    from .catalog import load_catalog
+
+    published = load_catalog().by_sha256(digest.sha256)
+    if published is not None and (published.size is None or published.size == digest.size):
+        return "the built-in catalog of published files"
+    raise UsageError(
+        where,
+        f"sha256 {digest.sha256} is not pinned: only a checkpoint whose digest is known is "
+        "unpickled (pass --source-sha256 HEX from its publisher, or --release DIR of a "
+        "verified release that lists it)",
+    )
 
 
 def _identity(st: os.stat_result) -> tuple[int, ...]:
@@ -138,12 +184,20 @@ def convert_checkpoint(
     *,
     key: str | None = None,
     overwrite: bool = False,
+    source_sha256: str | None = None,
+    pins: Mapping[str, str] | None = None,
 ) -> ConvertResult:
     """Convert ``source`` (a pickle checkpoint) to the safetensors file ``output``.
 
-    Raises :class:`UsageError` (exit 2) when the source is missing, not a
-    pickle checkpoint, holds anything but tensors, or asks the unpickler for
-    code; the output is written atomically and never half-written.
+    Only a source whose SHA-256 is pinned is unpickled: ``source_sha256`` (the
+    publisher's digest), ``pins`` (sha256 -> who pins it, e.g. a verified
+    release) or the built-in catalog. The digest is taken before loading and
+    the file must not change until the load is done.
+
+    Raises :class:`UsageError` (exit 2) when the source is missing, unpinned,
+    not a pickle checkpoint, holds anything but tensors, or asks the unpickler
+    for code; :class:`DigestMismatchError` (exit 1) when it differs from
+    ``source_sha256``. The output is written atomically and never half-written.
     """
     src = Path(source)
     dst = Path(output)
@@ -166,6 +220,16 @@ def convert_checkpoint(
             raise UsageError(where, f"expected a pickle checkpoint (.pth/.pt/.ckpt), found {kind}")
         if _identity(os.stat(src)) != _identity(before):
             raise UnreadableInputError(where, "changed while being opened")
+        # Step 2a: pinned before anything is unpickled (the unpickler is the attack surface).
+        digest = FileDigest(*hash_range(src, fd=fd))
+        if source_sha256 is not None and digest.sha256 != source_sha256.lower():
+            raise DigestMismatchError(
+                where, f"expected sha256 {source_sha256} (--source-sha256), found {digest.sha256}"
+            )
+        all_pins = dict(pins or {})
+        if source_sha256 is not None:
+            all_pins[digest.sha256] = "--source-sha256"
+        _check_pinned(digest, all_pins, where)
         # Step 2: rebuild through the weights-only unpickler; no other code can run.
         try:
             with warnings.catch_warnings():
@@ -183,8 +247,7 @@ def convert_checkpoint(
             ) from exc
         tensors = _detach(_tensors_only(_select(loaded, key, where), key, where))
         # Step 3: the digest is of the bytes that were loaded: the file must not
-        # have changed (ctime cannot be set back) between load and hash.
-        digest = FileDigest(*hash_range(src, fd=fd))
+        # have changed (ctime cannot be set back) between hash and load.
         if _identity(os.fstat(fd)) != _identity(before) or digest.size != before.st_size:
             raise UnreadableInputError(where, "changed while being converted; try again")
     finally:

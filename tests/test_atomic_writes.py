@@ -12,6 +12,7 @@ import pytest
 
 from sonic_registry import fileio
 from sonic_registry.bundle import sign_bundle, verify_bundle
+from sonic_registry.digest import hash_file
 from sonic_registry.trust import TrustStore
 
 
@@ -132,6 +133,6 @@ def test_convert_writes_through_atomic_writer(
         return real(path, **kw)
 
     monkeypatch.setattr(convert_module, "atomic_writer", spy)
-    convert_module.convert_checkpoint(src, dst)
+    convert_module.convert_checkpoint(src, dst, source_sha256=hash_file(src).sha256)
     assert calls == [dst] and dst.stat().st_size > 0
     assert sorted(os.listdir(tmp_path)) == ["ckpt.pth", "out.safetensors"]

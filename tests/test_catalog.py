@@ -348,7 +348,13 @@ def test_converted_published_pickle_says_what_it_claims(tmp_path: Path) -> None:
     src = tmp_path / "models/sonic/audio2token.pth"
     src.parent.mkdir(parents=True)
     torch.save({"proj.weight": torch.ones(4)}, src)
-    out = convert_checkpoint(src, tmp_path / "models/sonic/audio2token.safetensors").output
+    from sonic_registry.digest import hash_file
+
+    out = convert_checkpoint(
+        src,
+        tmp_path / "models/sonic/audio2token.safetensors",
+        source_sha256=hash_file(src).sha256,
+    ).output
     known = KnownReleases(None, local_catalog({"audio_encoder": src}))
     (ident,) = identify_files([out], known)
     assert ident.status == "converted" and ident.to_dict()["problem"]

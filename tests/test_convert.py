@@ -32,8 +32,15 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["convert", *args])
+    """``convert`` with the source pinned by --source-sha256 (as its publisher would give it)."""
+    src = Path(args[0])
+    pin = ["--source-sha256", _sha(src)] if src.is_file() else []
+    result = CliRunner().invoke(main, ["convert", *args, *pin])
     return result.exit_code, result.output
 
 
@@ -72,8 +79,8 @@ def test_output_is_byte_identical_for_the_same_checkpoint(tmp_path: Path) -> Non
         "f32": torch.randn(5),
     }
     torch.save(tensors, src)
-    convert_checkpoint(src, tmp_path / "one.safetensors")
-    convert_checkpoint(src, tmp_path / "two.safetensors")
+    convert_checkpoint(src, tmp_path / "one.safetensors", source_sha256=_sha(src))
+    convert_checkpoint(src, tmp_path / "two.safetensors", source_sha256=_sha(src))
     one = (tmp_path / "one.safetensors").read_bytes()
     assert one == (tmp_path / "two.safetensors").read_bytes()
     got = load_file(str(tmp_path / "one.safetensors"))
@@ -104,7 +111,7 @@ def test_code_in_a_pickle_never_runs(tmp_path: Path) -> None:
     zsrc = tmp_path / "evil-zip.pth"
     torch.save({"w": _Payload(marker)}, zsrc)
     with pytest.raises(UsageError, match="refused to unpickle"):
-        convert_checkpoint(zsrc, out)
+        convert_checkpoint(zsrc, out, source_sha256=_sha(zsrc))
     assert not marker.exists()
 
 
@@ -127,7 +134,7 @@ def test_tied_weights_are_written_once_each(tmp_path: Path) -> None:
     src = tmp_path / "tied.pth"
     torch.save({"embed": shared, "lm_head": shared, "view": shared[1]}, src)
     out = tmp_path / "tied.safetensors"
-    convert_checkpoint(src, out)
+    convert_checkpoint(src, out, source_sha256=_sha(src))
     got = load_file(str(out))
     assert torch.equal(got["embed"], shared) and torch.equal(got["lm_head"], shared)
     assert torch.equal(got["view"], shared[1])
