@@ -1,9 +1,11 @@
 """Time ``sonic-registry verify`` of an older commit against the working tree, interleaved.
 
-``python -m bench.before_after REV [--size 1G] [--reps 5]`` extracts REV with
+``python -m bench.before_after REV [--sizes 256M,1G,4G] [--reps 5]`` extracts REV with
 ``git archive`` into ``bench/data/rev-<sha>/`` (no checkout, the work tree is
 untouched), byte-compiles both trees, and times the same verify command from
-each, A B A B ..., on the suite's model and on a tiny bundle (start-up cost).
+each, A B C A B C ..., on the suite's model of each size together with the hash
+limit (two ``openssl dgst -sha256`` over balanced halves, same run), and on a
+tiny bundle (start-up cost).
 This is how the before/after rows of BENCHMARKS.md were measured.
 """
 
@@ -13,10 +15,11 @@ import argparse
 import compileall
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from .cases import warm_cache
-from .data import ensure_install, ensure_keys, ensure_model, human, parse_size
+from .cases import openssl_x2, warm_cache
+from .data import Keys, ensure_install, ensure_keys, ensure_model, human, parse_size
 from .timing import Sample, interleave, run_process
 
 HERE = Path(__file__).resolve().parent
@@ -42,49 +45,51 @@ def extract(rev: str, data_dir: Path) -> tuple[str, Path]:
     return sha, dest
 
 
+def _verify_runner(tree: Path, root: Path, keys: Keys) -> Callable[[], Sample]:
+    verify = ["verify", str(root), "--public-key", str(keys.public), "--no-record"]
+    return lambda: run_process([sys.executable, "-c", _ENTRY, str(tree), *verify])
+
+
+def compare(sha: str, before: Path, root: Path, files: list[Path], keys: Keys, reps: int) -> None:
+    """Interleave before, after and (for a model) the hash limit; print one row each."""
+    cases = {
+        f"before ({sha})": _verify_runner(before, root, keys),
+        "after (work tree)": _verify_runner(REPO, root, keys),
+    }
+    if files:
+        cases["openssl dgst -sha256 x2"] = lambda: run_process(openssl_x2(tuple(files)))
+    warm_cache(files)
+    stats = interleave(cases, reps=reps)
+    limit = stats.get("openssl dgst -sha256 x2")
+    for name, s in stats.items():
+        ratio = f"  {s.median / limit.median:5.2f}x hash limit" if limit else ""
+        print(
+            f"{root.name:<22} {name:<24} {s.median:7.3f} {s.min:7.3f} {s.max:7.3f}"
+            f"  peak RSS {human(s.max_rss)}{ratio}",
+            flush=True,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.before_after", description=__doc__)
     p.add_argument("rev", help="the 'before' commit")
-    p.add_argument("--size", default="1G")
+    p.add_argument("--sizes", default="1G", help="comma-separated model sizes (default 1G)")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--data-dir", type=Path, default=HERE / "data")
     args = p.parse_args(argv)
     sha, before = extract(args.rev, args.data_dir)
     keys = ensure_keys(args.data_dir)
-    model = ensure_model(args.data_dir, parse_size(args.size))
     tiny = ensure_install(args.data_dir, keys).bundle
-    run_process(
-        [
-            sys.executable,
-            "-c",
-            _ENTRY,
-            str(REPO),
-            "sign",
-            str(model.root),
-            "--key",
-            str(keys.private),
-        ]
-    )
-    warm_cache(list(model.files))
     print(f"verify, {args.reps} interleaved runs each (median / min / max seconds)")
-    for label, root in ((human(model.size) + " model", model.root), ("tiny bundle", tiny)):
-        verify = ["verify", str(root), "--public-key", str(keys.public), "--no-record"]
-
-        def runner(tree: Path, verify: list[str] = verify) -> Sample:
-            return run_process([sys.executable, "-c", _ENTRY, str(tree), *verify])
-
-        stats = interleave(
-            {
-                f"before ({sha})": lambda: runner(before),
-                "after (work tree)": lambda: runner(REPO),
-            },
-            reps=args.reps,
-        )
-        for name, s in stats.items():
-            print(
-                f"{label:<14} {name:<20} {s.median:7.3f} {s.min:7.3f} {s.max:7.3f}"
-                f"  peak RSS {human(s.max_rss)}"
-            )
+    for size in [parse_size(x) for x in args.sizes.split(",")]:
+        model = ensure_model(args.data_dir, size)
+        if not (model.root / "release.dsse.json").is_file():
+            run_process(
+                [sys.executable, "-c", _ENTRY, str(REPO), "sign", str(model.root), "--key",
+                 str(keys.private)]
+            )  # fmt: skip
+        compare(sha, before, model.root, list(model.files), keys, args.reps)
+    compare(sha, before, tiny, [], keys, args.reps)
     return 0
 
 
