@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__
 from .digest import FileDigest, hash_range
 from .errors import DigestMismatchError, UnreadableInputError, UsageError
-from .fileio import atomic_writer, open_regular
+from .fileio import atomic_writer, open_regular, refuse_to_overwrite
 from .formats import sniff
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -203,8 +203,7 @@ def convert_checkpoint(
     dst = Path(output)
     where = str(src)
     torch = _import_torch()
-    if dst.exists() and not overwrite:
-        raise UsageError(str(dst), "already exists (pass --force to replace it)")
+    refuse_to_overwrite(dst, force=overwrite)
     try:
         fd, _ = open_regular(src)  # a FIFO in place of the source is refused, never waited on
     except FileNotFoundError as exc:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import InvalidManifest, UnreadableInputError
+from .errors import InvalidManifest, UnreadableInputError, UsageError
 
 __all__ = [
     "NotRegularFileError",
@@ -23,6 +23,7 @@ __all__ = [
     "read_bounded",
     "read_regular",
     "reading",
+    "refuse_to_overwrite",
 ]
 
 
@@ -174,3 +175,13 @@ def read_bounded(path: str | Path, limit: int, *, kind: str = "file", missing: s
     if len(data) > limit:
         raise InvalidManifest("", f"larger than {limit} bytes, expected a {kind}", path=str(path))
     return data
+
+
+def refuse_to_overwrite(path: str | Path, *, force: bool) -> None:
+    """The one overwrite policy of every command that writes an output file.
+
+    An existing output (keys, a converted checkpoint, an OMS signature) is
+    replaced only when the caller passed ``--force``.
+    """
+    if not force and os.path.lexists(path):
+        raise UsageError(str(path), "already exists; refusing to overwrite it (use --force)")

@@ -213,3 +213,45 @@ def test_a_link_out_of_the_bundle_is_reported_once(
     assert r.stderr.splitlines() == [
         f"error: unet.safetensors: expected a path inside the bundle, found a link to {outside}"
     ]
+
+
+def test_every_writer_refuses_to_overwrite_without_force(
+    tmp_path: Path, make_bundle: Callable[..., Path]
+) -> None:
+    """keygen, export-oms and convert: one policy, one line, --force replaces."""
+    assert (
+        run("keygen", "k", "--algorithm", "ecdsa-p256", "--no-passphrase", cwd=tmp_path).returncode
+        == 0
+    )
+    again = run("keygen", "k", "--algorithm", "ecdsa-p256", "--no-passphrase", cwd=tmp_path)
+    assert again.returncode == 2
+    assert (
+        again.stderr.strip()
+        == "error: k.key: already exists; refusing to overwrite it (use --force)"
+    )
+
+    root = make_bundle()
+    sig = tmp_path / "model.sig"
+    export = ("export-oms", root, "--key", "k.key", "--out", sig)
+    first = run(*export, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    before = sig.read_bytes()
+    sig.write_bytes(b"a signature someone else made")
+    second = run(*export, cwd=tmp_path)
+    assert second.returncode == 2
+    assert second.stderr.strip() == (
+        f"error: {sig}: already exists; refusing to overwrite it (use --force)"
+    )
+    assert sig.read_bytes() == b"a signature someone else made"  # untouched
+    forced = run(*export, "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(sig.read_bytes())["mediaType"] == json.loads(before)["mediaType"]
+
+    (tmp_path / "in.pth").write_bytes(b"\x80\x04N.")  # a pickle of None
+    (tmp_path / "out.safetensors").write_bytes(b"keep")
+    conv = run("convert", "in.pth", "out.safetensors", cwd=tmp_path)
+    assert conv.returncode == 2
+    assert conv.stderr.strip() == (
+        "error: out.safetensors: already exists; refusing to overwrite it (use --force)"
+    )
+    assert (tmp_path / "out.safetensors").read_bytes() == b"keep"

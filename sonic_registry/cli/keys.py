@@ -115,15 +115,13 @@ def keygen(
     The passphrase comes from --passphrase-env VAR, else a prompt when stdin is
     a terminal; without either, pass --no-passphrase.
     """
-    from ..errors import UsageError
-    from ..fileio import atomic_write_text
+    from ..fileio import atomic_write_text, refuse_to_overwrite
     from ..signing import generate_key, save_private_key
 
     key_path = name.with_name(name.name + ".key")
     pub_path = name.with_name(name.name + ".pub")
     for p in (key_path, pub_path):
-        if p.exists() and not force:
-            raise UsageError(str(p), "already exists; refusing to overwrite (use --force)")
+        refuse_to_overwrite(p, force=force)
     passphrase = None
     if not no_passphrase:
         passphrase = read_passphrase(

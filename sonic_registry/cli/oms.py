@@ -47,6 +47,7 @@ def _is_encrypted(key_path: Path) -> bool:
 )
 @click.option("--allow-symlinks", is_flag=True, help="Follow symlinks to files inside MODEL_DIR.")
 @click.option("--model-name", default=None, help="Subject name (default: the directory name).")
+@click.option("--force", is_flag=True, help="Replace the --out file if it exists.")
 @json_option
 @handle_errors
 def export_oms(
@@ -58,6 +59,7 @@ def export_oms(
     ignore_paths: tuple[str, ...],
     allow_symlinks: bool,
     model_name: str | None,
+    force: bool,
     json_output: bool,
 ) -> None:
     """Write an OpenSSF model_signing signature of MODEL_DIR (`model_signing verify key` checks it).
@@ -65,7 +67,10 @@ def export_oms(
     OMS key signatures carry only ECDSA keys: use an ecdsa-p256 key
     (`sonic-registry keygen --algorithm ecdsa-p256`); Ed25519 keys are refused.
     """
+    from ..fileio import refuse_to_overwrite
     from ..interop.oms import export_oms as do_export
+
+    refuse_to_overwrite(out, force=force)
 
     # Prompt only for an encrypted key: OMS keys are often plain PEM files made
     # by openssl, and a prompt for nothing would block a script on a terminal.
