@@ -70,7 +70,8 @@ def export_oms(
     from ..fileio import refuse_to_overwrite
     from ..interop.oms import export_oms as do_export
 
-    refuse_to_overwrite(out, force=force)
+    if out.resolve() != model_dir.resolve():  # the model itself: export_oms says so
+        refuse_to_overwrite(out, force=force)
 
     # Prompt only for an encrypted key: OMS keys are often plain PEM files made
     # by openssl, and a prompt for nothing would block a script on a terminal.
