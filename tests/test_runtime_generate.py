@@ -107,9 +107,16 @@ def test_old_runtime_and_swapped_weight_are_refused(world: dict[str, Path], tmp_
     raw = bytearray((bad / "renderer.safetensors").read_bytes())
     raw[-2] ^= 0x10
     (bad / "renderer.safetensors").write_bytes(bytes(raw))
+    said: list[str] = []
     with pytest.raises(DigestMismatchError):
-        generate(request(world, tmp_path, bundle=bad, out=tmp_path / "bad.mp4"))
+        generate(request(world, tmp_path, bundle=bad, out=tmp_path / "bad.mp4"), echo=said.append)
     assert not (tmp_path / "bad.mp4").exists()
+    # Before loading, the runtime claims only what it checked: never "verified".
+    assert said[0] == (
+        f"{bad}: sonic-reference@1.3.0#1 (official): "
+        "signature ok; contents are checked while loading"
+    )
+    assert not any(line.startswith("verified") for line in said)
 
 
 def test_unsigned_needs_opt_in_and_is_labelled(world: dict[str, Path], tmp_path: Path) -> None:
