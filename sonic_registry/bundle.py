@@ -42,7 +42,6 @@ from .filecheck import (
     SubjectDigest,
     check_files,
     list_bundle_files,
-    sha256_mismatch,
 )
 from .fileio import atomic_write_bytes
 from .manifest import (
@@ -70,7 +69,6 @@ __all__ = [
     "check_model",
     "list_bundle_files",
     "path_in_bundle",
-    "sha256_mismatch",
     "sign_bundle",
     "verify_bundle",
     "verify_envelope",

@@ -47,7 +47,9 @@ __all__ = [
     "UnsignedReleaseError",
     "UsageError",
     "VerificationError",
+    "digest_mismatch",
     "raise_all",
+    "size_mismatch",
     "with_all",
 ]
 
@@ -161,6 +163,29 @@ class StaleRegistryError(VerificationError):
 
 class DigestMismatchError(VerificationError):
     """A file's size or digest differs from the signed one (or it is missing)."""
+
+
+def digest_mismatch(where: str, algorithm: str, expected: str, found: str) -> DigestMismatchError:
+    """The one wording of "these bytes are not the signed ones", wherever it is found.
+
+    ``verify``, ``verify --oms`` and the verified loader all report through it,
+    so a tampered file reads the same whichever path caught it.
+
+    >>> str(digest_mismatch("unet.safetensors", "sha256", "ab" * 32, "cd" * 32))
+    'unet.safetensors: sha256: expected abababababababab..., found cdcdcdcdcdcdcdcd...'
+    """
+    return DigestMismatchError(
+        where, f"{algorithm}: expected {expected[:16]}..., found {found[:16]}..."
+    )
+
+
+def size_mismatch(where: str, expected: int, found: int) -> DigestMismatchError:
+    """The one wording of a file whose size is not the signed one.
+
+    >>> str(size_mismatch("unet.safetensors", 10, 7))
+    'unet.safetensors: size: expected 10 bytes, found 7'
+    """
+    return DigestMismatchError(where, f"size: expected {expected} bytes, found {found}")
 
 
 class UnlistedFileError(VerificationError):

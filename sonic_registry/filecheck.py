@@ -28,6 +28,8 @@ from .errors import (
     UnlistedFileError,
     UnsafePathError,
     VerificationError,
+    digest_mismatch,
+    size_mismatch,
 )
 from .formats import is_weight_file
 from .prehash import Prehash
@@ -40,7 +42,6 @@ __all__ = [
     "SubjectDigest",
     "check_files",
     "list_bundle_files",
-    "sha256_mismatch",
 ]
 
 #: Signatures over the bundle are not part of what they sign: our envelope,
@@ -150,11 +151,7 @@ def check_files(
             problems.append(verdict)
             continue
         if st.st_size != subject.size:
-            problems.append(
-                DigestMismatchError(
-                    name, f"size: expected {subject.size} bytes, found {st.st_size}"
-                )
-            )
+            problems.append(size_mismatch(name, subject.size, st.st_size))
             continue
         todo.append((name, real, st))  # hash the confined target itself, not the link
 
@@ -170,11 +167,7 @@ def check_files(
         want_b3 = subjects[name].blake3 or ""
         got_b3, _ = blake3_file(real, threads=threads, progress=progress)
         if got_b3 != want_b3:
-            problems.append(
-                DigestMismatchError(
-                    name, f"blake3: expected {want_b3[:16]}..., found {got_b3[:16]}..."
-                )
-            )
+            problems.append(digest_mismatch(name, "blake3", want_b3, got_b3))
         else:
             matched.append((name, real, st))
     digests = _sha256_digests(by_sha, subjects, threads, progress, prehash)
@@ -267,9 +260,5 @@ def _compare(name: str, want: SubjectDigest, got: ShardedDigest) -> SonicRegistr
             f"{start + want.shard_size} (shard {first})",
         )
     if got.sha256 != want.sha256:
-        return sha256_mismatch(name, want.sha256, got.sha256)
+        return digest_mismatch(name, "sha256", want.sha256, got.sha256)
     return None
-
-
-def sha256_mismatch(name: str, want: str, got: str) -> DigestMismatchError:
-    return DigestMismatchError(name, f"sha256: expected {want[:16]}..., found {got[:16]}...")

@@ -37,6 +37,8 @@ from .errors import (
     UnreadableInputError,
     UnsafePathError,
     UsageError,
+    digest_mismatch,
+    size_mismatch,
 )
 from .fileio import NotRegularFileError, open_regular
 from .safetensors_header import DTYPES, MAX_HEADER_BYTES, TensorInfo, parse_header
@@ -234,7 +236,7 @@ def load_file_verified(
     try:
         # Step 1: refuse a wrong size before allocating anything that large.
         if st.st_size != expected.size:
-            raise DigestMismatchError(where, f"expected size {expected.size}, found {st.st_size}")
+            raise size_mismatch(where, expected.size, st.st_size)
         # Step 2: one pass fills the buffer and hashes it (pinned for a later DMA).
         buf, view = _allocate(expected.size, pinned=target.startswith("cuda"))
         try:
@@ -245,7 +247,7 @@ def load_file_verified(
         os.close(fd)
     # Step 3: nothing is interpreted until the bytes are the signed bytes.
     if found != expected.sha256:
-        raise DigestMismatchError(where, f"expected sha256 {expected.sha256}, found {found}")
+        raise digest_mismatch(where, "sha256", expected.sha256, found)
     data_start, infos, _ = parse_safetensors_header(view, expected.size, where=where)
     if not _have_torch():
         return _numpy_arrays(buf, data_start, infos, where)

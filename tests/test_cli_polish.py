@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -255,3 +256,44 @@ def test_every_writer_refuses_to_overwrite_without_force(
         "error: out.safetensors: already exists; refusing to overwrite it (use --force)"
     )
     assert (tmp_path / "out.safetensors").read_bytes() == b"keep"
+
+
+def test_a_changed_byte_is_worded_alike_by_verify_oms_and_the_loader(
+    tmp_path: Path, make_bundle: Callable[..., Path], make_key: Callable[..., Keys]
+) -> None:
+    """verify, verify --oms and the runtime loader: one digest-mismatch line."""
+    from sonic_registry.bundle import sign_bundle, verify_bundle
+    from sonic_registry.errors import DigestMismatchError
+    from sonic_registry.interop.oms import export_oms, verify_oms
+    from sonic_registry.loader import load_verified
+
+    key = make_key("ec", algorithm="ecdsa-p256")
+    root = make_bundle(sign=False)
+    sign_bundle(root, key.private)
+    export_oms(root, key.private, tmp_path / "model.sig")
+    keys = [key.private.public]
+    deferred = verify_bundle(root, public_keys=keys, hash_on_load=("unet",), record_serial=False)
+    unet = root / "unet.safetensors"
+    data = bytearray(unet.read_bytes())
+    data[200] ^= 1
+    unet.write_bytes(bytes(data))
+
+    details = []
+    with pytest.raises(DigestMismatchError) as by_verify:
+        verify_bundle(root, public_keys=keys)
+    details.append(by_verify.value.detail)
+    with pytest.raises(DigestMismatchError) as by_oms:
+        verify_oms(root, tmp_path / "model.sig", key.private.public)
+    details.append(by_oms.value.detail)
+    with pytest.raises(DigestMismatchError) as by_loader:
+        load_verified(unet, deferred, "unet")
+    details.append(by_loader.value.detail)
+    assert len(set(details)) == 1, details
+    assert re.fullmatch(
+        r"sha256: expected [0-9a-f]{16}\.\.\., found [0-9a-f]{16}\.\.\.", details[0]
+    )
+    cli = run(
+        "verify", root, "--oms", tmp_path / "model.sig", "--public-key", key.pub_path, cwd=tmp_path
+    )
+    assert cli.returncode == 1
+    assert cli.stderr.strip() == f"error: unet.safetensors: {details[0]}"

@@ -170,7 +170,7 @@ def test_release_carries_both_signatures_and_real_verifier_accepts_export(
         main, ["verify", str(root), "--oms", str(sig), "--public-key", str(ec_key.pub_path)]
     )
     assert result.exit_code == 1
-    assert "error: unet.safetensors: expected sha256" in result.output
+    assert "error: unet.safetensors: sha256: expected" in result.output
 
 
 def test_ed25519_keys_cannot_carry_oms(tmp_path: Path, official_key: Keys, ec_key: Keys) -> None:

@@ -32,6 +32,7 @@ from ..errors import (
     UnlistedFileError,
     UnreadableInputError,
     UsageError,
+    digest_mismatch,
     raise_all,
 )
 from ..fileio import atomic_write_bytes, read_bounded
@@ -239,9 +240,11 @@ def verify_oms(
     for name in sorted(common):
         if actual[name] != signed[name].digest:
             errors.append(
-                DigestMismatchError(
+                digest_mismatch(
                     str(root) if name == SINGLE_FILE else name,  # a single-file model: its path
-                    f"expected sha256 {signed[name].digest}, found {actual[name]}",
+                    statement.serialization.hash_type,
+                    signed[name].digest,
+                    actual[name],
                 )
             )
     raise_all(sorted(errors, key=lambda e: e.where))  # one line per file, in path order

@@ -134,9 +134,9 @@ def _check_files(
     root: Path, subjects: Mapping[str, SubjectDigest], cache: StatCache | None
 ) -> list[SonicRegistryError]:
     """``bundle.check_files`` with the two shortcuts only the hook may take."""
-    from ..bundle import check_files, sha256_mismatch
+    from ..bundle import check_files
     from ..digest import FileDigest
-    from ..errors import DigestMismatchError
+    from ..errors import DigestMismatchError, digest_mismatch
     from ..lfs import MAX_POINTER_SIZE, check_pointer, read_pointer
 
     def shortcut(
@@ -158,7 +158,7 @@ def _check_files(
         return (
             True
             if cached.sha256 == want.sha256
-            else sha256_mismatch(name, want.sha256, cached.sha256)
+            else digest_mismatch(name, "sha256", want.sha256, cached.sha256)
         )
 
     def remember(name: str, real: str, st: os.stat_result, want: SubjectDigest) -> None:
