@@ -829,3 +829,20 @@ def test_tiny_shard_size_is_bounded(tmp_path: Path, ec_key: Keys) -> None:
     sig = _sign_payload(payload, ec_key.private, tmp_path / "m.sig")
     with pytest.raises(DigestMismatchError, match=f"expected 1 bytes .* found {1 << 21} bytes"):
         verify_oms(root, sig, ec_key.pub_path)
+
+
+@pytest.mark.parametrize("key", ["\n", "a\x1b[2Jb", "\u202eevil"])
+def test_unknown_serialization_key_is_quoted_on_one_line(key: str) -> None:
+    """Found by the property above: a key holding a newline split the error over two lines."""
+    from sonic_registry.interop._oms_format import OmsStatement
+
+    doc: dict[str, Any] = build_statement(
+        "m",
+        Serialization(method="shards", shard_size=10),
+        [Resource("a:0:10", "0" * 64, "sha256-sharded-10")],
+    )
+    doc["predicate"]["serialization"][key] = 1
+    with pytest.raises(InvalidManifest) as info:
+        OmsStatement.from_payload(json.dumps(doc).encode(), "m.sig")
+    assert "\n" not in str(info.value) and "\x1b" not in str(info.value)
+    assert repr(key) in str(info.value) and "unknown key" in str(info.value)

@@ -159,7 +159,10 @@ class Serialization:
         _expect(isinstance(doc, dict), f, f"expected an object, found {_typename(doc)}", where)
         unknown = sorted(set(doc) - _SERIALIZATION_KEYS)
         # An unknown key could change how resources are computed; guessing is unsafe.
-        _expect(not unknown, f"{f}.{unknown[0] if unknown else ''}", "unknown key", where)
+        # The key is the signer's text: quote it (repr) when it is not printable, so a
+        # newline or escape code in it cannot break the one-line error.
+        key = (unknown[0] if unknown[0].isprintable() else repr(unknown[0])) if unknown else ""
+        _expect(not unknown, f"{f}.{key}", "unknown key", where)
         method = doc.get("method")
         _expect(
             method in ("files", "shards"),
