@@ -75,6 +75,11 @@ def _component(values: tuple[str, ...]) -> dict[str, Path]:
 )
 @click.option("--allow-unsigned", is_flag=True, help="Run unsigned bundles, labelled unverified.")
 @click.option(
+    "--no-builtin-catalog",
+    is_flag=True,
+    help="Do not count the built-in catalog of the files Sonic's authors published.",
+)
+@click.option(
     "--runtime-version",
     default=__version__,
     hidden=True,
@@ -100,6 +105,7 @@ def generate(
     audit_log: Path,
     allow_mixed_unsafe: bool,
     allow_unsigned: bool,
+    no_builtin_catalog: bool,
     runtime_version: str,
     json_output: bool,
 ) -> None:
@@ -126,6 +132,7 @@ def generate(
         duration=duration,
         allow_mixed_unsafe=allow_mixed_unsafe,
         allow_unsigned=allow_unsigned,
+        builtin_catalog=not no_builtin_catalog,
         audit_log=audit_log,
         runtime_version=runtime_version,
     )

@@ -77,6 +77,7 @@ class GenerateRequest:
     duration: float | None = None
     allow_mixed_unsafe: bool = False
     allow_unsigned: bool = False
+    builtin_catalog: bool = True  # count the built-in catalog of published files
     audit_log: Path = Path("generations.jsonl")
     runtime_version: str = __version__
 
@@ -209,6 +210,8 @@ def _runtime_graph(
         nodes=MappingProxyType(nodes),
         links=links,
         weights=tuple(weights),
+        strict_roles=True,  # each node is a role of this runtime
+        typed_edges=True,
     )
 
 
@@ -220,7 +223,9 @@ def _resolve(
     echo: Echo,
 ) -> tuple[str, tuple[str, ...]]:
     """Step 2: resolve the graph; returns (channel, overridden mixed-release lines)."""
+    from sonic_registry.catalog import load_catalog
     from sonic_registry.digest import KnownDigests
+    from sonic_registry.known import KnownReleases
     from sonic_registry.registry import Registry
     from sonic_registry.resolver import analyze_graph
 
@@ -228,12 +233,14 @@ def _resolve(
     models_dir = Path(os.path.commonpath([str(r) for r in roots]))
     unique = {id(v): v for v in sources.values()}.values()
     if req.registry is not None:
-        registry = stack.enter_context(Registry(req.registry, store))
+        signed_source = stack.enter_context(Registry(req.registry, store))
     else:
         # No registry given: the releases being run are the registry. They were
         # verified moments ago; hand over the statements, not their envelopes.
         signed = [v for v in unique if v.channel != "unverified"]
-        registry = stack.enter_context(Registry.from_statements(signed, store))
+        signed_source = stack.enter_context(Registry.from_statements(signed, store))
+    # The built-in catalog of published files counts too (label "published").
+    registry = KnownReleases(signed_source, load_catalog() if req.builtin_catalog else None)
     # Every file is identified by its subject digest, never re-read here: each
     # subject either matched in verify_bundle (or was just hashed, for an
     # unsigned bundle) or was deferred to the loader, which hashes the very

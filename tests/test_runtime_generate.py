@@ -165,3 +165,42 @@ def test_knob_without_a_signed_range_is_reported(world: dict[str, Path], tmp_pat
     )  # fmt: skip
     result = generate(req)
     assert any("motion_scale=1.1 is not validated" in w for w in result.warnings)
+
+
+def test_unsigned_bundle_of_published_files_is_labelled_published(
+    world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runtime counts the built-in catalog: bytes it lists are 'published', not unverified."""
+    import json
+
+    from sonic_registry.bundle import verify_bundle
+    from sonic_registry.catalog import parse_catalog
+
+    bare = tmp_path / "bare"
+    shutil.copytree(world["v1.3.0"], bare)
+    (bare / "release.dsse.json").unlink()
+    from sonic_registry.signing import load_public_key
+
+    described = verify_bundle(
+        bare, public_keys=[load_public_key(world["pub"])], allow_unsigned=True
+    )
+    components = {
+        role: {
+            "file": comp.paths[0],
+            "publisher": "test",
+            "format": comp.format,
+            "interface": comp.interface,
+            "size": described.subjects[comp.paths[0]].size,
+            "sha256": described.subjects[comp.paths[0]].sha256,
+            "layouts": {"download": comp.paths[0]},
+        }
+        for role, comp in described.release.components.items()
+    }
+    doc = {"model": described.release.model, "version": "2025.1.14", "about": "test"}
+    doc |= {"sources": [], "components": components, "params": {}, "data": {}}
+    cat = parse_catalog([json.dumps(doc).encode()])
+    monkeypatch.setattr("sonic_registry.catalog.load_catalog", lambda: cat)
+    result = generate(request(world, tmp_path, bundle=bare, allow_unsigned=True))
+    assert result.label == "published"
+    off = request(world, tmp_path, bundle=bare, allow_unsigned=True, builtin_catalog=False)
+    assert generate(off).label == "unverified"
