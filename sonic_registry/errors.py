@@ -75,7 +75,11 @@ class SonicRegistryError(Exception):
         self.problems: tuple[SonicRegistryError, ...] = (self,)
 
     def __str__(self) -> str:
-        return f"{self.where}: {self.detail}" if self.where else self.detail
+        # A human-readable line: names in it are escaped (terminal.printable);
+        # to_dict() keeps them exact for JSON.
+        from .terminal import printable
+
+        return printable(f"{self.where}: {self.detail}" if self.where else self.detail)
 
     def to_dict(self) -> dict[str, str]:
         """The same line as an object, for ``--json`` output."""

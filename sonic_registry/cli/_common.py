@@ -43,6 +43,13 @@ json_option = click.option(
 )
 
 
+def echo(message: object = "", *, err: bool = False, nl: bool = True) -> None:
+    """``click.echo`` for a human-readable line: control and bidi characters escaped."""
+    from ..terminal import printable
+
+    click.echo(printable(str(message)), err=err, nl=nl)
+
+
 def emit_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
 
@@ -68,7 +75,7 @@ def fail(errors: Iterable[SonicRegistryError], *, json_output: bool = False) -> 
         emit_json({"ok": False, "exit_code": code, "errors": [e.to_dict() for e in errs]})
     else:
         for e in errs:
-            click.echo(f"error: {e}", err=True)
+            echo(f"error: {e}", err=True)
     sys.exit(code)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ._common import emit_json, handle_errors, json_option, stdout_console
+from ._common import echo, emit_json, handle_errors, json_option, stdout_console
 from .keys import passphrase_options, read_passphrase, signing_key_option
 
 __all__ = ["audit"]
@@ -45,9 +45,9 @@ def verify_command(log: Path, public_key: Path | None, json_output: bool) -> Non
         emit_json({**report.to_dict(), "exit_code": 0 if report.ok else 1})
     else:
         for problem in report.problems:
-            click.echo(f"{log}: {problem}")
+            echo(f"{log}: {problem}")
         for note in report.notes:
-            click.echo(f"note: {note}", err=True)
+            echo(f"note: {note}", err=True)
         if report.ok:
             head = ""
             if report.head_seq is not None:
@@ -55,7 +55,7 @@ def verify_command(log: Path, public_key: Path | None, json_output: bool) -> Non
                 head = f", head seq {report.head_seq}" + (
                     f" signed by {signer[:16]}" if signer else " (signature not checked)"
                 )
-            click.echo(f"{log}: ok, {report.records} record(s) chained{head}")
+            echo(f"{log}: ok, {report.records} record(s) chained{head}")
     sys.exit(0 if report.ok else 1)
 
 
@@ -71,9 +71,9 @@ def recover_command(log: Path, json_output: bool) -> None:
     if json_output:
         emit_json({"ok": True, **result.to_dict()})
     elif result.torn_bytes:
-        click.echo(f"{log}: moved {result.torn_bytes} torn byte(s) to {result.moved_to}")
+        echo(f"{log}: moved {result.torn_bytes} torn byte(s) to {result.moved_to}")
     else:
-        click.echo(f"{log}: no torn line, nothing to recover")
+        echo(f"{log}: no torn line, nothing to recover")
 
 
 @audit.command("sign")
@@ -92,7 +92,7 @@ def sign_command(log: Path, key_path: Path, passphrase_env: str | None, json_out
     if json_output:
         emit_json({"ok": True, "head": str(out), "keyid": key.keyid})
     else:
-        click.echo(f"wrote {out} (key {key.keyid[:16]})")
+        echo(f"wrote {out} (key {key.keyid[:16]})")
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -178,29 +178,29 @@ def find_command(output: Path, log: Path, json_output: bool) -> None:
         )
         sys.exit(0 if found else 1)
     if not chain.ok:
-        click.echo(f"warning: {log} fails `audit verify`; these records may be forged", err=True)
+        echo(f"warning: {log} fails `audit verify`; these records may be forged", err=True)
     if not found:
-        click.echo(f"{output}: no record in {log} has this file's sha256")
+        echo(f"{output}: no record in {log} has this file's sha256")
         sys.exit(1)
     for number, record in found:
         f = record.fields
         rel = _mapping(f.get("release"))
-        click.echo(
+        echo(
             f"{output}: line {number} (seq {record.seq}), made {f.get('time')} on {f.get('device')}"
         )
-        click.echo(
+        echo(
             f"  release: {rel.get('id')} ({rel.get('channel')}), "
             f"manifest sha256 {rel.get('manifest_sha256')}"
         )
         for role, comp in sorted(_mapping(f.get("components")).items()):
             for name, sha in sorted(_mapping(_mapping(comp).get("paths")).items()):
-                click.echo(f"  {role}: {name} sha256 {sha}")
-        click.echo(f"  params: {_params_text(f.get('params'))}")
+                echo(f"  {role}: {name} sha256 {sha}")
+        echo(f"  params: {_params_text(f.get('params'))}")
         audio = f.get("audio")
         if isinstance(audio, Mapping):
-            click.echo(
+            echo(
                 f"  audio: {audio.get('path')} sha256 {audio.get('sha256')} "
                 f"({audio.get('duration')} s); requested duration {f.get('duration')}"
             )
         for w in _list(f.get("warnings")):
-            click.echo(f"  warning: {w}")
+            echo(f"  warning: {w}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ._common import emit_json, handle_errors, json_option
+from ._common import echo, emit_json, handle_errors, json_option
 
 __all__ = ["comfyui"]
 
@@ -47,6 +47,6 @@ def comfyui_install(comfyui_dir: Path, uninstall: bool, json_output: bool) -> No
             }
         )
         return
-    click.echo(f"{result.action}: {result.path}")
+    echo(f"{result.action}: {result.path}")
     if result.changed:
-        click.echo("restart ComfyUI to apply")
+        echo("restart ComfyUI to apply")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ._common import emit_json, handle_errors, json_option
+from ._common import echo, emit_json, handle_errors, json_option
 from .release import load_trust, trust_options
 
 __all__ = ["convert"]
@@ -86,7 +86,7 @@ def convert(
     if json_output:
         emit_json({"ok": True, **result.to_dict()})
         return
-    click.echo(
+    echo(
         f"converted {result.source} (sha256 {result.source_digest.sha256}) -> "
         f"{result.output}: {result.tensors} tensors"
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ._common import emit_json, handle_errors, json_option
+from ._common import echo, emit_json, handle_errors, json_option
 
 __all__ = ["keygen", "passphrase_options", "read_passphrase", "signing_key_option"]
 
@@ -142,6 +142,6 @@ def keygen(
             }
         )
     else:
-        click.echo(f"wrote {key_path} (private, 0600{', encrypted' if passphrase else ''})")
-        click.echo(f"wrote {pub_path} (public)")
-        click.echo(f"keyid {key.keyid}")
+        echo(f"wrote {key_path} (private, 0600{', encrypted' if passphrase else ''})")
+        echo(f"wrote {pub_path} (public)")
+        echo(f"keyid {key.keyid}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import emit_json, handle_errors, json_option, progress_bar, tree_bytes
+from ._common import echo, emit_json, handle_errors, json_option, progress_bar, tree_bytes
 from .keys import passphrase_options, read_passphrase, signing_key_option
 
 __all__ = ["export_oms", "run_verify_oms"]
@@ -95,13 +95,13 @@ def export_oms(
     if json_output:
         emit_json(result.to_dict())
         return
-    click.echo(
+    echo(
         f"wrote {result.out}: OMS signature of {result.model_name!r} "
         f"({result.method} serialization, {len(result.files)} files, "
         f"root sha256 {result.root_digest})"
     )
     for name in result.ignored:
-        click.echo(f"  not signed (ignored): {name}")
+        echo(f"  not signed (ignored): {name}")
 
 
 def _count(n: int, noun: str) -> str:
@@ -154,22 +154,22 @@ def run_verify_oms(
         return
     size = f", shard size {result.shard_size}" if result.shard_size is not None else ""
     legacy = ", model_signing 0.2 format" if result.legacy_format else ""
-    click.echo(
+    echo(
         f"verified OMS signature {result.signature} for {result.model_name or model_dir.name!r} "
         f"({result.method} serialization{size}{legacy}): {_count(len(result.files), 'file')}, "
         f"{_count(result.resources, 'digest')}"
     )
     channel = f" ({result.channel})" if result.channel else ""
     kind = " (certificate)" if result.certificate_subject else ""
-    click.echo(f"  signed by: {result.signer}{kind}{channel}")
-    click.echo(f"  root sha256 {result.root_digest}")
+    echo(f"  signed by: {result.signer}{kind}{channel}")
+    echo(f"  root sha256 {result.root_digest}")
     for name in result.files:
-        click.echo(
+        echo(
             f"  covers: {model_dir.name} (a single-file model)"
             if name == "."
             else f"  covers: {name}"
         )
     for name in result.ignored:
-        click.echo(f"  not covered (ignored): {name}")
+        echo(f"  not covered (ignored): {name}")
     for line in result.warnings:
-        click.echo(f"warning: {line}", err=True)
+        echo(f"warning: {line}", err=True)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ._common import emit_json, handle_errors, json_option
+from ._common import echo, emit_json, handle_errors, json_option
 from .release import load_trust, trust_options
 
 if TYPE_CHECKING:
@@ -124,10 +124,10 @@ def check_params_command(
     else:
         if channel != "official":
             label = channel_label(channel, long=True)
-            click.echo(f"note: {report.release_id} is {label}", err=True)
+            echo(f"note: {report.release_id} is {label}", err=True)
         for item in report.items:
-            click.echo(f"{item.status}: {item.message}")
-        click.echo(
+            echo(f"{item.status}: {item.message}")
+        echo(
             f"{report.release_id}: {len(report.items) - len(report.warnings) - len(report.errors)}"
             f" ok, {len(report.warnings)} warning(s), {len(report.errors)} error(s)"
         )

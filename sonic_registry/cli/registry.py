@@ -11,6 +11,7 @@ import click
 
 from ..errors import UsageError
 from ._common import (
+    echo,
     emit_json,
     fail,
     handle_errors,
@@ -104,7 +105,7 @@ def open_known(
 def _warn_problems(reg: Registry | KnownReleases, json_output: bool) -> None:
     if not json_output:
         for line in reg.problems:
-            click.echo(f"warning: {line}", err=True)
+            echo(f"warning: {line}", err=True)
 
 
 @click.group()
@@ -155,7 +156,7 @@ def registry_add(
         return
     for r in results:
         verb = "added" if r.added else "already stored"
-        click.echo(f"{verb}: {r.statement.release.release_id} ({r.statement.channel}) -> {r.path}")
+        echo(f"{verb}: {r.statement.release.release_id} ({r.statement.channel}) -> {r.path}")
 
 
 @registry.command("list")
@@ -178,7 +179,7 @@ def registry_list(
         emit_json({"ok": True, "releases": [r.to_dict() for r in releases], "skipped": problems})
         return
     if releases:
-        click.echo(
+        echo(
             "\n".join(
                 f"{r.model} {r.version} serial {r.serial} {r.channel} "
                 f"expires {r.expires} roles {', '.join(r.roles)}"
@@ -218,19 +219,19 @@ def registry_show(
             }
         )
         return
-    click.echo(f"{r.release_id} ({s.channel}) signed by {', '.join(s.signers) or '-'}")
-    click.echo(f"manifest sha256 {s.manifest_digest}; expires {r.expires}")
+    echo(f"{r.release_id} ({s.channel}) signed by {', '.join(s.signers) or '-'}")
+    echo(f"manifest sha256 {s.manifest_digest}; expires {r.expires}")
     for role, c in r.components.items():
         step = f" step {c.training_step}" if c.training_step is not None else ""
         for name in c.paths:
-            click.echo(
+            echo(
                 f"  {role}: {name} {c.format} {c.interface}{step} sha256 {s.subjects[name].sha256}"
             )
     for dist, spec in r.runtime.items():
-        click.echo(f"  runtime {dist} {spec}")
+        echo(f"  runtime {dist} {spec}")
     for compat in r.compatible_with:
         roles = f" roles {', '.join(compat.roles)}" if compat.roles else ""
-        click.echo(f"  compatible with {compat.model} {compat.versions}{roles}")
+        echo(f"  compatible with {compat.model} {compat.versions}{roles}")
 
 
 @registry.command("rebuild-index")
@@ -252,7 +253,7 @@ def registry_rebuild_index(
     if json_output:
         emit_json({"ok": True, "releases": count, "skipped": problems})
     else:
-        click.echo(f"indexed {count} release(s)")
+        echo(f"indexed {count} release(s)")
 
 
 def _stat_cache(path: Path | None) -> Any:
@@ -299,7 +300,7 @@ def identify(
         emit_json({"ok": ok, "files": [i.to_dict() for i in found]})
     else:
         for i in found:
-            click.echo(i.describe())
+            echo(i.describe())
     sys.exit(0 if ok else 1)
 
 
@@ -370,9 +371,9 @@ def resolve(
         emit_json(res.to_dict())
         sys.exit(res.to_dict()["exit_code"])
     for line in res.warnings:
-        click.echo(f"warning: {line}", err=True)
+        echo(f"warning: {line}", err=True)
     for node in res.unknown_nodes:
-        click.echo(f"warning: unknown node type, not checked: {node}", err=True)
+        echo(f"warning: unknown node type, not checked: {node}", err=True)
     if res.problems:
         fail(res.problems)
     rel = res.release
@@ -382,11 +383,11 @@ def resolve(
         head = f"{rel.release.model}@{rel.release.version} ({res.label}: {label_text()})"
     else:
         head = f"{rel.release.release_id} ({res.label})"
-    click.echo(f"ok: {graph} resolves to {head}")
+    echo(f"ok: {graph} resolves to {head}")
     for c in res.components:
-        click.echo(f"  {c.describe()}")
+        echo(f"  {c.describe()}")
     if res.params:
-        click.echo("  params: " + ", ".join(f"{k}={v}" for k, v in sorted(res.params.items())))
+        echo("  params: " + ", ".join(f"{k}={v}" for k, v in sorted(res.params.items())))
 
 
 @click.command()
@@ -445,5 +446,5 @@ def doctor(
         )
     stdout_console(width=max(160, Console().width)).print(table)
     if not report.rows:
-        click.echo("no weight files found")
+        echo("no weight files found")
     sys.exit(0 if report.ok else 1)

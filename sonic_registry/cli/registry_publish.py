@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ._common import emit_json, handle_errors, json_option
+from ._common import echo, emit_json, handle_errors, json_option
 
 __all__ = ["PUBLISH_COMMANDS", "online_key_option", "publish_after_add"]
 
@@ -60,7 +60,7 @@ def _publish(root: Path, online_key: Path, json_output: bool) -> dict[str, Any]:
         "targets": result.targets,
     }
     if not json_output:
-        click.echo(
+        echo(
             f"published: {result.targets} release(s); timestamp v{result.timestamp_version}, "
             f"snapshot v{result.snapshot_version}, {len(result.bins_changed)} role(s) re-signed"
         )
@@ -74,7 +74,7 @@ def publish_after_add(location: str, online_key: Path | None, json_output: bool)
     if "://" in location or not is_tuf_registry(Path(location)):
         return
     if online_key is None:
-        click.echo(
+        echo(
             "warning: not yet published to TUF clients: run `sonic-registry registry publish "
             "--online-key KEY` (or pass --online-key to add)",
             err=True,
@@ -124,9 +124,9 @@ def registry_init(
     for path, key in zip(paths, (root_key, online_key), strict=True):
         atomic_write_bytes(path, key.to_pem(None), mode=0o600)
     if not json_output:
-        click.echo(f"root key (keep offline): {paths[0]}")
-        click.echo(f"online key: {paths[1]}")
-        click.echo(f"give clients: {root / 'metadata' / 'root.json'}")
+        echo(f"root key (keep offline): {paths[0]}")
+        echo(f"online key: {paths[1]}")
+        echo(f"give clients: {root / 'metadata' / 'root.json'}")
     result = _publish(root, paths[1], json_output)
     if json_output:
         emit_json(
@@ -187,7 +187,7 @@ def registry_rotate_online_key(
     if json_output:
         emit_json({"ok": True, "root_version": version})
     else:
-        click.echo(f"rotated: root v{version} trusts the new online key; all metadata re-signed")
+        echo(f"rotated: root v{version} trusts the new online key; all metadata re-signed")
 
 
 PUBLISH_COMMANDS = (registry_init, registry_publish, registry_rotate_online_key)

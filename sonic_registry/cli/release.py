@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._common import emit_json, handle_errors, json_option, progress_bar, tree_bytes
+from ._common import echo, emit_json, handle_errors, json_option, progress_bar, tree_bytes
 from .keys import passphrase_options, read_passphrase, signing_key_option
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def init(model_dir: Path, model: str, version: str, json_output: bool) -> None:
     if json_output:
         emit_json({"ok": True, "release_toml": str(path)})
     else:
-        click.echo(
+        echo(
             f"wrote {path}: review roles, interfaces and ranges, then run "
             f"`sonic-registry sign {model_dir} --key KEY`"
         )
@@ -115,7 +115,7 @@ def sign(
         )
         return
     verb = "added a signature to" if added else "wrote"
-    click.echo(
+    echo(
         f"{verb} {out} ({len(envelope.signatures)} signature(s); "
         f"key {key.keyid[:16]}, manifest sha256 {envelope.payload_digest[:16]})"
     )
@@ -247,8 +247,8 @@ def verify(
         return
     r = verified.release
     label = channel_label(verified.channel, long=True)
-    click.echo(f"verified {r.model} {r.version} (serial {r.serial}): {label}")
-    click.echo(f"  signed by: {', '.join(verified.signers) or 'nobody'}")
-    click.echo(f"  {len(verified.subjects)} files, manifest sha256 {verified.manifest_digest}")
+    echo(f"verified {r.model} {r.version} (serial {r.serial}): {label}")
+    echo(f"  signed by: {', '.join(verified.signers) or 'nobody'}")
+    echo(f"  {len(verified.subjects)} files, manifest sha256 {verified.manifest_digest}")
     for w in verified.warnings:
-        click.echo(f"warning: {w}", err=True)
+        echo(f"warning: {w}", err=True)

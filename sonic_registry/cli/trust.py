@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..locks import file_lock
-from ._common import emit_json, handle_errors, json_option, stdout_console
+from ._common import echo, emit_json, handle_errors, json_option, stdout_console
 
 __all__ = ["trust"]
 
@@ -42,7 +42,7 @@ def trust_init(trust_path: Path, json_output: bool) -> None:
     if json_output:
         emit_json({"ok": True, "trust": str(trust_path), "version": written.version})
     else:
-        click.echo(f"wrote {trust_path} (no keys yet: add one with `trust add-key`)")
+        echo(f"wrote {trust_path} (no keys yet: add one with `trust add-key`)")
 
 
 @trust.command("add-key")
@@ -106,11 +106,11 @@ def trust_add_key(
             }
         )
     elif before is None:
-        click.echo(f"trusted {key.keyid[:16]} ({label}) for {', '.join(merged)}")
+        echo(f"trusted {key.keyid[:16]} ({label}) for {', '.join(merged)}")
     else:
         added = sorted(set(merged) - set(had))
         change = f"added {', '.join(added)}" if added else "no new role"
-        click.echo(f"trusted {key.keyid[:16]} ({label}) for {', '.join(merged)} ({change})")
+        echo(f"trusted {key.keyid[:16]} ({label}) for {', '.join(merged)} ({change})")
 
 
 @trust.command("revoke")
@@ -129,7 +129,7 @@ def trust_revoke(keyid: str, trust_path: Path, json_output: bool) -> None:
     if json_output:
         emit_json({"ok": True, "revoked": full, "version": written.version})
     else:
-        click.echo(f"revoked {full}")
+        echo(f"revoked {full}")
 
 
 @trust.command("threshold")
@@ -147,7 +147,7 @@ def trust_threshold(role: str, count: int, trust_path: Path, json_output: bool) 
     if json_output:
         emit_json({"ok": True, "role": role, "threshold": count, "version": written.version})
     else:
-        click.echo(f"{role} releases now need {count} signature(s)")
+        echo(f"{role} releases now need {count} signature(s)")
 
 
 @trust.command("show")

@@ -167,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return max(p.exit_code for p in exc.problems)
     except KeyboardInterrupt:
         return 130
+    from ..terminal import printable
+
     for line in problems:
-        sys.stdout.write(line + "\n")
+        sys.stdout.write(printable(line) + "\n")  # names in it are escaped, never drawn
     return 1 if problems else 0
