@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from .errors import UnreadableInputError
 from .fileio import reading
@@ -175,11 +177,17 @@ def _measure_with_av(p: Path) -> AudioInfo:
             if not container.streams.audio:
                 raise UnreadableInputError(str(p), "no audio stream (not an audio file?)")
             stream = container.streams.audio[0]
+            window = _exact_window(container, stream)
             samples = 0
+            kept = Fraction(0)
             rate = 0
             for frame in container.decode(stream):
                 samples += frame.samples
                 rate = rate or frame.sample_rate
+                if window is not None:
+                    kept += _overlap(frame, window)
+            if window is not None and rate:
+                samples = min(samples, round(kept * rate))
             rate = rate or int(stream.rate or 0)
             channels = int(stream.channels or 0)
             codec = str(stream.codec_context.name)
@@ -196,6 +204,39 @@ def _measure_with_av(p: Path) -> AudioInfo:
     if rate <= 0:
         raise UnreadableInputError(str(p), "audio stream has no sample rate")
     return AudioInfo(str(p), samples / rate, rate, channels, samples, codec)
+
+
+#: Containers whose stream duration is exact (an MP4 edit list), not estimated.
+_EXACT_DURATION_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2"})
+
+
+def _exact_window(container: Any, stream: Any) -> tuple[Fraction, Fraction] | None:
+    """The [start, end) seconds of real audio an MP4-family container declares, if any.
+
+    AAC encoders add priming samples before the audio (1024 for FFmpeg's and
+    Apple's encoders) and pad the last frame; MP4 records the real extent in an
+    edit list, which libav exposes as the stream's start time and duration.
+    Decoders drop the priming only when told, and never the padding, so the
+    decoded frames are cut to this window. Other containers (MP3, Ogg) give no
+    exact duration here: their frames are counted as decoded. An MP4 written
+    without timestamps records no priming at all; nothing here can recover it.
+    """
+    names = set(str(container.format.name).split(","))
+    if not names & _EXACT_DURATION_FORMATS or not stream.duration or stream.time_base is None:
+        return None
+    base = Fraction(stream.time_base)
+    start = Fraction(stream.start_time or 0) * base
+    return start, start + Fraction(stream.duration) * base
+
+
+def _overlap(frame: Any, window: tuple[Fraction, Fraction]) -> Fraction:
+    """Seconds of ``frame`` inside ``window`` (all of it when it carries no timestamp)."""
+    length = Fraction(frame.samples, frame.sample_rate)
+    if frame.pts is None or frame.time_base is None:
+        return length
+    begin = Fraction(frame.pts) * Fraction(frame.time_base)
+    inside: Fraction = min(begin + length, window[1]) - max(begin, window[0])
+    return max(Fraction(0), inside)
 
 
 def _av_reason(exc: BaseException) -> str:

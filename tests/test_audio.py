@@ -254,3 +254,56 @@ def test_mp3_with_gapless_header_counts_exactly(tmp_path: Path) -> None:
     info = measure_audio(encode(tmp_path / "speech.mp3", "mp3", "libmp3lame", 16000 * 2 + 77))
     assert info.codec.startswith("mp3")
     assert info.samples == 16000 * 2 + 77
+
+
+def encode_m4a(path: Path, samples: int, rate: int = 16000) -> Path:
+    """AAC in MP4 as a PyAV writer makes it: timestamped frames, so the MP4 muxer
+    records the encoder's priming and the real length in an edit list."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    pcm = np.frombuffer(sine_pcm16(samples, rate), dtype=np.int16).astype(np.float32) / 32768
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("aac", rate=rate)
+        stream.layout = "mono"
+        for start in range(0, samples, 1024):
+            frame = av.AudioFrame.from_ndarray(
+                pcm[start : start + 1024].reshape(1, -1), format="flt", layout="mono"
+            )
+            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+@needs_av
+@pytest.mark.parametrize("rate", [16000, 44100])
+def test_aac_in_mp4_subtracts_priming_and_padding(tmp_path: Path, rate: int) -> None:
+    """9.84 s of audio in an .m4a: AAC frames carry 1024 priming samples and a padded
+    last frame; the MP4 edit list says what is real, and that is what is measured."""
+    import av
+
+    samples = round(9.84 * rate)
+    path = encode_m4a(tmp_path / "speech.m4a", samples, rate)
+    with av.open(str(path)) as container:  # what plain frame counting would report
+        decoded = sum(f.samples for f in container.decode(container.streams.audio[0]))
+    assert decoded > samples  # the padding is really there
+    info = measure_audio(path)
+    assert info.codec == "aac"
+    assert info.sample_rate == rate
+    assert info.samples == samples
+    assert info.duration == pytest.approx(9.84, abs=1 / rate)
+
+
+@needs_av
+def test_a_correct_duration_for_an_m4a_is_accepted(tmp_path: Path) -> None:
+    from test_params import sonic_release
+
+    from sonic_registry.params import check_params
+
+    path = encode_m4a(tmp_path / "speech.m4a", round(9.84 * 16000))
+    report = check_params(sonic_release(), {}, audio=path, duration=9.84)
+    assert report.ok, report.items
+    assert "9.840" in report.items[0].message
