@@ -102,3 +102,44 @@ def test_registry_add_refuses_unsigned_and_records_nothing(
     assert res.exit_code == 1, res.output
     assert trust_file.read_bytes() == before
     assert not (reg / "releases").exists()
+
+
+def test_an_add_killed_before_its_listing_is_repaired_by_the_next_run(
+    make_bundle: Callable[..., Path], trust_file: Path, tmp_path: Path
+) -> None:
+    """kill -9 between the index commit and the releases.json write, with a stray temp file."""
+    import subprocess
+    import sys
+
+    from sonic_registry.registry import LISTING_NAME, Registry
+
+    reg_dir = tmp_path / "reg"
+    one, two = make_bundle("one", version="1.3.0"), make_bundle("two", version="1.4.0")
+    Registry(reg_dir, TrustStore.load(trust_file)).add(one / "release.dsse.json")
+    # A real SIGKILL inside the listing write: the index has the release, the
+    # listing does not, and the temp file of the interrupted write stays behind.
+    code = f"""
+import os, signal
+import sonic_registry.registry.local as local
+from sonic_registry.registry import Registry
+from sonic_registry.trust import TrustStore
+real = local.atomic_write_bytes
+def dying(path, data, **kw):
+    if str(path).endswith("{LISTING_NAME}"):
+        open(os.path.join(os.path.dirname(path), ".{LISTING_NAME}.x1y2.tmp"), "wb").write(data[:5])
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(path, data, **kw)
+local.atomic_write_bytes = dying
+store = TrustStore.load({str(trust_file)!r})
+Registry({str(reg_dir)!r}, store).add({str(two / "release.dsse.json")!r})
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr
+    listing = json.loads((reg_dir / LISTING_NAME).read_text())
+    assert len(listing["releases"]) == 1  # one release behind
+    assert list(reg_dir.glob(".*.tmp"))
+    # The next run (any add, here a repeat of the interrupted one) repairs both.
+    Registry(reg_dir, TrustStore.load(trust_file)).add(two / "release.dsse.json")
+    listing = json.loads((reg_dir / LISTING_NAME).read_text())
+    assert len(listing["releases"]) == 2
+    assert not list(reg_dir.glob(".*.tmp"))

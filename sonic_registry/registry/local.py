@@ -110,12 +110,14 @@ class LocalSource:
         rel = ix.envelope_rel(r.model, r.version, r.serial)
         self.root.mkdir(parents=True, exist_ok=True)
         with file_lock(self.root / ix.LOCK_TARGET, timeout=120):
+            self._remove_stray_temp_files()
             found = self.rows(
                 "SELECT serial, manifest_digest FROM releases WHERE model = ? AND version = ?",
                 (r.model, r.version),
                 locked=True,
             )
             conn = self._db(locked=True)
+            self._write_listing_if_stale(conn)  # an add killed after its index commit
             # Prevent rollback: a lower serial than the stored one is an older
             # manifest being replayed; the same serial with other content means
             # the maintainer re-signed without bumping it.
@@ -144,6 +146,28 @@ class LocalSource:
                 ix.index_statement(conn, statement, rel, hashlib.sha256(data).hexdigest())
             atomic_write_bytes(self.root / ix.LISTING_NAME, ix.listing_bytes(conn))
         return target, True
+
+    def _write_listing_if_stale(self, conn: sqlite3.Connection) -> None:
+        """Bring ``releases.json`` up to the index: an add killed (kill -9) between its
+        index commit and its listing write left the listing one release behind."""
+        want = ix.listing_bytes(conn)
+        path = self.root / ix.LISTING_NAME
+        try:
+            have = path.read_bytes() if path.is_file() else None
+        except OSError:
+            have = None
+        if have is not None and have != want:
+            atomic_write_bytes(path, want)
+
+    def _remove_stray_temp_files(self) -> None:
+        """Delete the temporary files of writes killed before their rename (lock held).
+
+        ``atomic_write_bytes`` names them ``.<name>.<random>.tmp`` beside the target;
+        under the registry lock no writer of this registry is mid-write.
+        """
+        for pattern in (".*.tmp", f"{ix.RELEASES_DIR}/*/*/.*.tmp"):
+            for stray in self.root.glob(pattern):
+                stray.unlink(missing_ok=True)
 
     def envelope_files(self) -> list[Path]:
         base = self.root / ix.RELEASES_DIR
