@@ -31,14 +31,22 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .config import CONFIG_ENV, load_config, pack_dir
 from .context import PackContext, open_context
 from .guard import SONIC_NODE_TYPES, Verdict, guard_prompt, is_sonic_prompt, node_errors, refusal
 from .messages import comfy_locale, pick, text
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY", "Pack", "setup"]
+__all__ = [
+    "NODE_CLASS_MAPPINGS",
+    "NODE_DISPLAY_NAME_MAPPINGS",
+    "WEB_DIRECTORY",
+    "Pack",
+    "PackExports",
+    "pack_exports",
+    "setup",
+]
 
 log = logging.getLogger("sonic_registry")
 WEB_DIRECTORY = str(Path(__file__).parent / "web")
@@ -335,6 +343,53 @@ def setup() -> Pack:
         _PACK.add_routes()
         log.info("sonic-registry: guarding Sonic prompts")
     return _PACK
+
+
+class PackExports(NamedTuple):
+    """What a pack folder's ``__init__.py`` hands to ComfyUI's loader."""
+
+    NODE_CLASS_MAPPINGS: dict[str, Any]
+    NODE_DISPLAY_NAME_MAPPINGS: dict[str, str]
+    WEB_DIRECTORY: str | None
+
+
+_SERVED_FROM: str | None = None
+
+
+def pack_exports(pack_init: str) -> PackExports:
+    """Hook into ComfyUI for the pack folder holding ``pack_init``; what it should export.
+
+    Both ways of installing call this: the ``__init__.py`` written by
+    ``sonic-registry comfyui install`` and the root ``__init__.py`` of a git
+    clone in ``custom_nodes/``. Whichever folder ComfyUI loads first serves the
+    pack; a second copy registers nothing (so the editor never runs the web
+    extension twice) and one warning names both folders. The code that runs is
+    always the one ``sonic_registry`` module of the process: the installed
+    library when there is one, else the clone's (a clone whose own code is
+    shadowed by an installed library says so once).
+    """
+    global _SERVED_FROM
+    folder = Path(pack_init).resolve().parent
+    if _SERVED_FROM is not None and _SERVED_FROM != str(folder):
+        log.warning(
+            "sonic-registry: the pack is already served from %s; %s registers nothing "
+            "(remove one of the two)",
+            _SERVED_FROM,
+            folder,
+        )
+        return PackExports({}, {}, None)
+    running = Path(__file__).resolve().parents[1]
+    own = folder / "sonic_registry"
+    if own.is_dir() and own.resolve() != running:
+        log.warning(
+            "sonic-registry: %s runs the sonic-registry installed in ComfyUI's Python (%s), "
+            "not this clone's code; `pip uninstall sonic-registry` there to run the clone",
+            folder,
+            running,
+        )
+    _SERVED_FROM = str(folder)
+    setup()
+    return PackExports(NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, WEB_DIRECTORY)
 
 
 class SonicRegistryCheck:

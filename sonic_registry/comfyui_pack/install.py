@@ -3,7 +3,10 @@
 The pack is one ``__init__.py`` that imports :mod:`sonic_registry.comfyui_pack.glue`
 from the ``sonic-registry`` installed in ComfyUI's Python, so upgrading the
 library upgrades the pack; its web extension is served from the library's
-package data (``WEB_DIRECTORY`` is an absolute path). Installing twice changes
+package data (``WEB_DIRECTORY`` is an absolute path). A git clone of the
+repository in ``custom_nodes/`` calls the same
+:func:`~sonic_registry.comfyui_pack.glue.pack_exports` from its root
+``__init__.py``. Installing twice changes
 nothing; a folder of the same name that this command did not write is never
 overwritten or removed.
 """
@@ -22,14 +25,9 @@ _MARKER = "# written by `sonic-registry comfyui install`"
 PACK_INIT = f'''{_MARKER}; remove with `sonic-registry comfyui install --uninstall`
 """sonic-registry for ComfyUI: refuse mixed Sonic releases, warn about non-official files."""
 
-from sonic_registry.comfyui_pack.glue import (
-    NODE_CLASS_MAPPINGS,
-    NODE_DISPLAY_NAME_MAPPINGS,
-    WEB_DIRECTORY,
-    setup,
-)
+from sonic_registry.comfyui_pack.glue import pack_exports
 
-setup()
+NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, WEB_DIRECTORY = pack_exports(__file__)
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]
 '''
