@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import test_comfyui_pack
 from packaging.requirements import Requirement
-from test_comfyui_pack import World, world  # noqa: F401  (the fixture)
+from test_comfyui_pack import World
 
 from sonic_registry.comfyui_pack.install import PACK_DIR_NAME, install_pack
 
 REPO = Path(__file__).resolve().parent.parent
 LOADER = Path(__file__).resolve().parent / "comfyui_clone_loader.py"
+world = test_comfyui_pack.world  # the same releases, registry and stand-in folder
 
 
 def test_requirements_txt_is_pyprojects_core_dependencies() -> None:
@@ -51,8 +53,14 @@ def _clone(dest: Path) -> Path:
 def _load(world: World, custom_nodes: Path, *packs: str) -> tuple[dict[str, Any], str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SONIC_REGISTRY_CONFIG")}
     done = subprocess.run(
-        [sys.executable, str(LOADER), str(custom_nodes), str(world.standin.base),
-         json.dumps(world.api), *packs],
+        [
+            sys.executable,
+            str(LOADER),
+            str(custom_nodes),
+            str(world.standin.base),
+            json.dumps(world.api),
+            *packs,
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -112,7 +120,6 @@ def test_the_root_init_does_nothing_outside_comfyui() -> None:
 
 def test_no_library_file_runs_twice_in_the_test_process() -> None:
     """The root conftest keeps ``--doctest-modules`` from importing ``<folder>.sonic_registry``."""
-    import sonic_registry.canonical  # a module the doctests collect
 
     by_file: dict[str, set[int]] = {}
     for module in list(sys.modules.values()):

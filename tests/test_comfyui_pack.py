@@ -465,8 +465,9 @@ def test_install_is_idempotent_and_uninstall_removes_only_ours(
     for name, module in world.standin.modules().items():
         monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.setattr(glue, "_PACK", None)
+    monkeypatch.setattr(glue, "_SERVED_FROM", None)
     monkeypatch.setattr(glue.Pack, "add_routes", lambda self: None)
-    namespace: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"__file__": str(init)}
     exec(compile(init.read_text(), str(init), "exec"), namespace)
     assert "SonicRegistryCheck" in namespace["NODE_CLASS_MAPPINGS"]
     assert (Path(namespace["WEB_DIRECTORY"]) / "sonic_registry.js").is_file()

@@ -370,7 +370,7 @@ def pack_exports(pack_init: str) -> PackExports:
     """
     global _SERVED_FROM
     folder = Path(pack_init).resolve().parent
-    if _SERVED_FROM is not None and _SERVED_FROM != str(folder):
+    if _SERVED_FROM is not None and str(folder) != _SERVED_FROM:
         log.warning(
             "sonic-registry: the pack is already served from %s; %s registers nothing "
             "(remove one of the two)",
