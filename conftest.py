@@ -53,7 +53,3 @@ class _CheckoutAlias(importlib.abc.MetaPathFinder):
 if not any(isinstance(f, _CheckoutAlias) for f in sys.meta_path):
     sys.meta_path.insert(0, _CheckoutAlias())
 
-
-def pytest_collection_finish(session: object) -> None:
-    """Drop the checkout's parent folder, which prepend mode put on ``sys.path`` for the above."""
-    sys.path[:] = [p for p in sys.path if p != str(ROOT.parent)]
