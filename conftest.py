@@ -52,4 +52,3 @@ class _CheckoutAlias(importlib.abc.MetaPathFinder):
 
 if not any(isinstance(f, _CheckoutAlias) for f in sys.meta_path):
     sys.meta_path.insert(0, _CheckoutAlias())
-

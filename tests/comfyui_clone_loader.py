@@ -21,7 +21,15 @@ import sys
 import types
 from pathlib import Path
 
-sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__module__.startswith("__editable__")]
+
+def _editable(hook: object) -> bool:
+    return str(getattr(hook, "__module__", "")).startswith("__editable__")
+
+
+sys.meta_path[:] = [f for f in sys.meta_path if not _editable(f)]
+sys.path_hooks[:] = [h for h in sys.path_hooks if not _editable(h)]
+sys.path[:] = [p for p in sys.path if not p.startswith("__editable__")]
+sys.path_importer_cache.clear()
 hidden = importlib.util.find_spec("sonic_registry") is None
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
