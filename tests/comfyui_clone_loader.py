@@ -1,4 +1,4 @@
-"""Run as a script: load a cloned pack exactly as ComfyUI's ``nodes.load_custom_node`` does.
+"""Run as a script (importing it does nothing): load a cloned pack as ComfyUI does.
 
 ``python comfyui_clone_loader.py CUSTOM_NODES_DIR COMFY_BASE PROMPT_JSON [PACK_DIR ...]``
 
@@ -26,14 +26,13 @@ def _editable(hook: object) -> bool:
     return str(getattr(hook, "__module__", "")).startswith("__editable__")
 
 
-sys.meta_path[:] = [f for f in sys.meta_path if not _editable(f)]
-sys.path_hooks[:] = [h for h in sys.path_hooks if not _editable(h)]
-sys.path[:] = [p for p in sys.path if not p.startswith("__editable__")]
-sys.path_importer_cache.clear()
-hidden = importlib.util.find_spec("sonic_registry") is None
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from comfyui_standin import StandIn  # noqa: E402
+def hide_the_editable_install() -> bool:
+    """Remove setuptools' editable finder; True when ``sonic_registry`` is then not importable."""
+    sys.meta_path[:] = [f for f in sys.meta_path if not _editable(f)]
+    sys.path_hooks[:] = [h for h in sys.path_hooks if not _editable(h)]
+    sys.path[:] = [p for p in sys.path if not p.startswith("__editable__")]
+    sys.path_importer_cache.clear()
+    return importlib.util.find_spec("sonic_registry") is None
 
 
 def load_custom_node(module_path: str) -> types.ModuleType:
@@ -52,6 +51,10 @@ def load_custom_node(module_path: str) -> types.ModuleType:
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     custom_nodes, base, prompt = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    hidden = hide_the_editable_install()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from comfyui_standin import StandIn
+
     standin = StandIn(base)
     sys.modules.update(standin.modules())
     web = types.ModuleType("aiohttp.web")
