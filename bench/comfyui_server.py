@@ -185,8 +185,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(base: Path, python: str, log: Path, *, timeout: float = 180) -> Server:
-    """Start ComfyUI (``--cpu``, 127.0.0.1, a free port) and wait until it answers."""
+def start_server(
+    base: Path,
+    python: str,
+    log: Path,
+    *,
+    timeout: float = 180,
+    env: Mapping[str, str] | None = None,
+) -> Server:
+    """Start ComfyUI (``--cpu``, 127.0.0.1, a free port) and wait until it answers.
+
+    ``env`` defaults to :func:`server_env` (this checkout first on ``PYTHONPATH``).
+    """
     port = _free_port()
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -202,7 +212,7 @@ def start_server(base: Path, python: str, log: Path, *, timeout: float = 180) ->
                 str(base),
             ],
             cwd=base,
-            env=server_env(),
+            env=dict(server_env() if env is None else env),
             stdout=out,
             stderr=subprocess.STDOUT,
         )

@@ -17,6 +17,11 @@ dependencies; default: this Python). The test
    the API prompt the editor sends, widget names from ``/object_info``) with
    signed test releases: consistent (runs, logged), mixed (400 with
    node_errors), unknown UNet (runs with the warning), tampered (400).
+
+The git-clone variant clones this repository into ``custom_nodes/sonic-registry``
+instead, runs ComfyUI with a Python that has no sonic-registry installed (only
+``pip install -r requirements.txt`` from the clone), and checks that the clone
+registers the pack and its guard refuses a mixed prompt.
 """
 
 from __future__ import annotations
@@ -80,6 +85,18 @@ def server(
     assert installed.returncode == 0, installed.stderr
     assert installed.stdout.startswith("installed: ")
 
+    bundles = _releases(base, tmp_path, make_bundle, trust_file)
+    srv = start_server(base, python, tmp_path / "comfyui.log")
+    try:
+        yield srv, bundles
+    finally:
+        srv.stop()
+
+
+def _releases(
+    base: Path, tmp_path: Path, make_bundle: Callable[..., Path], trust_file: Path
+) -> dict[str, Path]:
+    """Signed 1.2.0 and 1.3.0 test releases, 1.3.0 installed, the pack's config, an image."""
     v12 = sonic_release(make_bundle, "v12", version="1.2.0", step=50000)
     v13 = sonic_release(make_bundle, "v13", version="1.3.0", step=80000)
     make_registry(tmp_path / "reg", trust_file, [v12, v13]).close()
@@ -90,11 +107,103 @@ def server(
     from PIL import Image
 
     Image.new("RGB", (64, 64), (200, 150, 120)).save(base / "input" / "4.jpg")
-    srv = start_server(base, python, tmp_path / "comfyui.log")
+    return {"v12": v12, "v13": v13}
+
+
+def _python_without_sonic_registry(python: str, venv: Path, requirements: Path) -> str:
+    """A Python with ComfyUI's packages but no sonic-registry, after ``pip install -r``.
+
+    A venv whose ``.pth`` names the site-packages of ComfyUI's Python as a plain
+    path: its packages import, but the ``.pth`` files there (an editable
+    sonic-registry's finder) do not run. Then ``pip install -r requirements.txt``
+    from the clone, as ComfyUI-Manager runs it.
+    """
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    own = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    Path(own, "comfyui_python.pth").write_text(site + "\n")
+    new = str(venv / "bin" / "python")
+    pip = subprocess.run(
+        [new, "-m", "pip", "install", "--quiet", "-r", str(requirements)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    probe = "import importlib.util as u; print(u.find_spec('sonic_registry') is None)"
+    hidden = subprocess.run([new, "-c", probe], capture_output=True, text=True, cwd=venv)
+    assert hidden.stdout.strip() == "True", hidden.stderr
+    return new
+
+
+@pytest.fixture
+def cloned_server(
+    tmp_path: Path,
+    make_bundle: Callable[..., Path],
+    trust_file: Path,
+) -> Iterator[tuple[Server, dict[str, Path], Path]]:
+    """ComfyUI with the pack as ``git clone <repo> custom_nodes/sonic-registry`` (no install)."""
+    where = os.environ.get("COMFYUI_DIR")
+    if not where:
+        pytest.skip("COMFYUI_DIR is not set: the git-clone test against a real ComfyUI did not run")
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout: the git-clone test did not run")
+    base = layout(Path(where), tmp_path / "ComfyUI")
+    clone = base / "custom_nodes" / "sonic-registry"
+    done = subprocess.run(
+        ["git", "clone", "--quiet", str(REPO), str(clone)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    python = _python_without_sonic_registry(
+        comfyui_python(), tmp_path / "venv", clone / "requirements.txt"
+    )
+    bundles = _releases(base, tmp_path, make_bundle, trust_file)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SONIC_REGISTRY_CONFIG")}
+    srv = start_server(base, python, tmp_path / "comfyui.log", env=env)
     try:
-        yield srv, {"v12": v12, "v13": v13}
+        yield srv, bundles, clone
     finally:
         srv.stop()
+
+
+def test_real_comfyui_runs_the_pack_from_a_git_clone(
+    cloned_server: tuple[Server, dict[str, Path], Path],
+) -> None:
+    srv, bundles, clone = cloned_server
+    info = srv.get("/object_info")
+    assert info["SonicRegistryCheck"]["python_module"] == "custom_nodes.sonic-registry"
+    assert "/extensions/sonic-registry/sonic_registry.js" in srv.get("/extensions")
+    prompt = ui_to_api(json.loads(EXAMPLE.read_text("utf-8")), widget_names_from_object_info(info))
+    write_wav(srv.base / "input" / prompt["19"]["inputs"]["audio"], 3.0)
+    sonic = srv.base / "models" / "sonic"
+
+    status, body = srv.post_prompt(prompt)  # consistent: runs
+    assert status == 200, body
+    assert srv.wait_done(body["prompt_id"])["status"]["status_str"] == "success"
+
+    shutil.copyfile(bundles["v12"] / "audio2token.pth", sonic / "audio2token.pth")
+    status, body = srv.post_prompt(prompt)  # mixed: refused on the loaders
+    assert status == 400, body
+    assert {"14", "16", "17"} <= set(body["node_errors"])
+    assert body["node_errors"]["17"]["errors"][0]["type"] == "sonic_registry_mixed"
+    log = srv.log.read_text()
+    assert "installed in ComfyUI's Python" not in log  # the clone's own code ran
+    assert "IMPORT FAILED" not in log
+    assert clone.is_dir()
 
 
 def _flip_byte(path: Path) -> None:
