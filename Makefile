@@ -15,8 +15,8 @@ $(VENV)/.install-stamp: pyproject.toml constraints.txt
 	touch $@
 
 lint: install
-	$(BIN)/ruff check sonic_registry reference_runtime tests bench
-	$(BIN)/ruff format --check sonic_registry reference_runtime tests bench
+	$(BIN)/ruff check sonic_registry reference_runtime tests bench __init__.py conftest.py
+	$(BIN)/ruff format --check sonic_registry reference_runtime tests bench __init__.py conftest.py
 
 typecheck: install
 	$(BIN)/mypy
