@@ -9,30 +9,15 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import Keys
+from test_cli_foundation import EXE, run
 
 from sonic_registry.signing import PublicKey, generate_key
 from sonic_registry.trust import TrustStore
-
-EXE = str(Path(sys.executable).with_name("sonic-registry"))
-
-
-def run(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [EXE, *map(str, args)],
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    return proc
 
 
 def run_into_closed_pipe(*args: str | Path, cwd: Path) -> tuple[int, str]:
