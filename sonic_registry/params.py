@@ -32,8 +32,9 @@ import difflib
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from .catalog import load_catalog
@@ -42,6 +43,7 @@ from .manifest import ParamRange, Release
 
 if TYPE_CHECKING:
     from .audio import AudioInfo
+    from .workflows.graph import Graph
 
 __all__ = [
     "DURATION",
@@ -54,6 +56,7 @@ __all__ = [
     "check_params",
     "classify",
     "coerce_value",
+    "fps_range",
     "parse_assignment",
 ]
 
@@ -341,16 +344,88 @@ def check_params(
     return Report(release.release_id, tuple(items), info)
 
 
-def check_graph_params(release: Release, graph_params: Mapping[str, int | float]) -> Report:
-    """The one judgement of a workflow's parameters: ``resolve``, the workflows hook
-    and ``check-params --workflow`` all call this, so they cannot disagree.
+def check_graph_params(release: Release, graph: Graph, *, audio: AudioInfo | None = None) -> Report:
+    """The one judgement of a workflow's parameters: ``resolve``, the workflows hook,
+    ``check-params --workflow`` and the ComfyUI pack's guard all call this, so they
+    cannot disagree.
 
-    Only parameters the release signs ranges for are judged; the others (seed,
-    duration, ...) are data the resolver reports. Raises :class:`UsageError`
-    (or an ``ExceptionGroup`` of them) for a value of the wrong type.
+    Only parameters the release signs ranges for are judged; the others (seed, ...)
+    are data the resolver reports. ``fps`` follows the graph's frame interpolation
+    (:func:`fps_range`). With the measured ``audio`` (the guard has it), the graph's
+    duration is checked against it too. Raises :class:`UsageError` (or an
+    ``ExceptionGroup`` of them) for a value of the wrong type.
     """
-    ranged = {k: v for k, v in graph_params.items() if k in release.params}
-    return check_params(release, ranged)
+    ranges = dict(release.params)
+    value = graph.params.get("fps")
+    fps = fps_range(release, graph.interframe, value if isinstance(value, int | float) else None)
+    if fps is not None:
+        ranges[fps.name] = fps
+    judged = replace(release, params=MappingProxyType(ranges))
+    ranged = {k: v for k, v in graph.params.items() if k in ranges}
+    duration = graph.params.get(DURATION) if audio is not None else None
+    return check_params(judged, ranged, audio=audio, duration=duration)
+
+
+def fps_range(
+    release: Release, interframe: bool | None, value: float | None = None
+) -> ParamRange | None:
+    """The ``fps`` range that applies, given ComfyUI_Sonic's ``use_interframe``.
+
+    Sonic generates 12.5 frames per second; RIFE interpolation doubles that to 25
+    (``fps=config.fps*2 if use_interframe``). The release's data says both rates
+    (``fps_with_interpolation``, ``fps_without_interpolation``; the built-in
+    catalog's when the release has none), and the signed range, centred on the
+    first, is scaled to the second when interpolation is off. ``value``, the fps
+    to judge, keeps an int range an int range for whole numbers (``fps=25``) and
+    makes it a float range for others (12.5 is a verdict, not a type error: the
+    widget is a FLOAT). None: no fps range.
+    """
+    spec = release.params.get("fps")
+    if spec is None:
+        return None
+    rates = _fps_rates(release)
+    if rates is None:
+        return spec
+    with_rate, without_rate = rates
+    expected = with_rate if interframe is not False else without_rate
+    shown = _fmt(int(expected) if expected.is_integer() else expected)
+    scale = expected / with_rate
+    mode = "on" if interframe is not False else "off"
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    whole = whole or value is None
+
+    def scaled(bounds: tuple[float, float] | None) -> tuple[float, float] | None:
+        if bounds is None or scale == 1:
+            return bounds
+        return (bounds[0] * scale, bounds[1] * scale)
+
+    risk = (
+        f"with frame interpolation {mode} (use_interframe) Sonic's video runs at "
+        f"{shown} fps and any other rate drifts lip sync; use fps={shown}"
+    )
+    return ParamRange(
+        "fps",
+        spec.type if scale == 1 and whole else "float",
+        scaled(spec.recommended),
+        scaled(spec.allowed),
+        below=risk,
+        above=risk,
+    )
+
+
+def _fps_rates(release: Release) -> tuple[float, float] | None:
+    """(with, without) interpolation, from the release's data or the catalog's."""
+    for data in (
+        release.data,
+        *(r.data for r in load_catalog().releases if r.model == release.model),
+    ):
+        with_rate = data.get("fps_with_interpolation")
+        without_rate = data.get("fps_without_interpolation")
+        if not (isinstance(with_rate, int | float) and isinstance(without_rate, int | float)):
+            continue
+        if with_rate > 0 and without_rate > 0:
+            return float(with_rate), float(without_rate)
+    return None
 
 
 def _duration_value(raw: object, already: float | None) -> float:

@@ -180,7 +180,7 @@ def judge_params(work: _Work, chosen: VerifiedStatement | None) -> None:
         return
     statement = chosen
     try:
-        report = check_graph_params(statement.release, work.graph.params)
+        report = check_graph_params(statement.release, work.graph)
     except SonicRegistryError as exc:
         work.problems += exc.problems
         return

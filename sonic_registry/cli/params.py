@@ -198,4 +198,4 @@ def _workflow_report(
         else:
             published = load_catalog().releases[0]
             statement = known.get(published.model, published.version)
-    return check_graph_params(statement.release, graph.params), statement.channel
+    return check_graph_params(statement.release, graph), statement.channel

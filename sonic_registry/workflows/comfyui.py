@@ -326,6 +326,7 @@ class _Interpreter:
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.unknown: list[str] = []
+        self.interframe: bool | None = None
 
     def graph(self) -> Graph:
         # Name UI widgets first, so every later step sees ``values`` by name.
@@ -358,6 +359,8 @@ class _Interpreter:
             self._collect_files(node, spec)
             if spec.sonic:
                 self._collect_params(node)
+                if isinstance(node.values.get("use_interframe"), bool):
+                    self.interframe = node.values["use_interframe"]
         return Graph(
             source=self.source,
             format=self.fmt,
@@ -369,6 +372,7 @@ class _Interpreter:
             warnings=tuple(self.warnings),
             unknown_nodes=tuple(self.unknown),
             model=_MODEL if any(n.type in SONIC_TYPES for n in self.nodes.values()) else None,
+            interframe=self.interframe,
         )
 
     # -- UI widgets -> named values ------------------------------------------

@@ -110,6 +110,9 @@ class Graph:
     #: The model whose release must satisfy the graph ("sonic" for ComfyUI_Sonic
     #: nodes): a release of another model never does, whoever signed it.
     model: str | None = None
+    #: ComfyUI_Sonic's ``use_interframe`` (RIFE frame interpolation): it doubles the
+    #: output frame rate, so the fps rule depends on it. None: the graph does not say.
+    interframe: bool | None = None
 
 
 def _fail(where: str, message: str) -> InvalidGraph:
