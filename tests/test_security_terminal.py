@@ -58,3 +58,13 @@ def test_property_printable_output_is_printable_and_keeps_printable_text(text: s
     assert all(line.isprintable() for line in out.split("\n"))
     if text.isprintable():
         assert out == text
+
+
+def test_table_cells_are_escaped_and_never_markup(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    name = "[bold red]official\x1b[2K.safetensors"
+    (models / name).write_bytes(b"\x80\x04K\x01.")
+    res = CliRunner().invoke(main, ["doctor", str(models)])
+    assert "\x1b" not in res.output
+    assert "[bold red]official\\x1b[2K.safetensors" in res.output.replace("\n", "")

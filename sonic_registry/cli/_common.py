@@ -50,6 +50,18 @@ def echo(message: object = "", *, err: bool = False, nl: bool = True) -> None:
     click.echo(printable(str(message)), err=err, nl=nl)
 
 
+def cells(*values: object) -> list[Any]:
+    """Table cells from untrusted values: escaped (terminal.printable) and never rich markup.
+
+    A file named ``[red]official`` or holding ``ESC[2K`` shows as its literal name.
+    """
+    from rich.text import Text
+
+    from ..terminal import printable
+
+    return [Text(printable(str(v))) for v in values]
+
+
 def emit_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
 

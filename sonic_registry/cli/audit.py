@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ._common import echo, emit_json, handle_errors, json_option, stdout_console
+from ._common import cells, echo, emit_json, handle_errors, json_option, stdout_console
 from .keys import passphrase_options, read_passphrase, signing_key_option
 
 __all__ = ["audit"]
@@ -141,13 +141,15 @@ def show_command(log: Path, last: int | None, json_output: bool) -> None:
             else ""
         )
         table.add_row(
-            str(record.seq),
-            str(f.get("time", "")),
-            str(release.get("id", "")),
-            str(f.get("device", "")),
-            _params_text(f.get("params")),
-            out_text,
-            str(len(_list(f.get("warnings")))),
+            *cells(
+                record.seq,
+                f.get("time", ""),
+                release.get("id", ""),
+                f.get("device", ""),
+                _params_text(f.get("params")),
+                out_text,
+                len(_list(f.get("warnings"))),
+            )
         )
     stdout_console(width=None if sys.stdout.isatty() else 160).print(table)
 

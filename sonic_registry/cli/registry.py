@@ -11,6 +11,7 @@ import click
 
 from ..errors import UsageError
 from ._common import (
+    cells,
     echo,
     emit_json,
     fail,
@@ -437,12 +438,14 @@ def doctor(
     for row in report.rows:
         d = row.to_dict()
         table.add_row(
-            d["path"],
-            d["release_id"] or d["release"] or "-",
-            d["role"] or "-",
-            d["status"],
-            d["format"],
-            d["action"],
+            *cells(
+                d["path"],
+                d["release_id"] or d["release"] or "-",
+                d["role"] or "-",
+                d["status"],
+                d["format"],
+                d["action"],
+            )
         )
     stdout_console(width=max(160, Console().width)).print(table)
     if not report.rows:

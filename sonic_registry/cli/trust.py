@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..locks import file_lock
-from ._common import echo, emit_json, handle_errors, json_option, stdout_console
+from ._common import cells, echo, emit_json, handle_errors, json_option, stdout_console
 
 __all__ = ["trust"]
 
@@ -170,7 +170,9 @@ def trust_show(trust_path: Path, json_output: bool) -> None:
     for kid, k in sorted(store.keys.items()):
         status = "revoked" if kid in store.revoked else "ok"
         table.add_row(
-            kid[:16], k.name, ", ".join(k.roles), k.public.algorithm, k.expires or "-", status
+            *cells(
+                kid[:16], k.name, ", ".join(k.roles), k.public.algorithm, k.expires or "-", status
+            )
         )
     console = stdout_console()
     console.print(table)
