@@ -23,7 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from sonic_registry.cli import main
-from sonic_registry.registry.tuf_client import cache_dir
+from sonic_registry.registry.tuf_client import CACHE_NAME, cache_dir
 
 ONLINE = "registry-online.pem"
 
@@ -165,7 +165,7 @@ class World:
         signed = set(self.signed.values())
         for path in (cache / "metadata").rglob("*.json"):
             assert path.read_bytes() in signed, f"unsigned metadata cached: {path.name}"
-        db = cache / "cache-v1.sqlite"
+        db = cache / CACHE_NAME
         if db.exists():
             with sqlite3.connect(db) as conn:
                 for sha, data in conn.execute("SELECT sha256, data FROM envelopes"):
@@ -250,8 +250,12 @@ def test_freeze_timestamp_that_stops_changing_hides_nothing_past_its_expiry(worl
 
     import tuf.ngclient._internal.trusted_metadata_set as tms
 
+    from sonic_registry.registry import tuf_fresh
+
     with pytest.MonkeyPatch.context() as mp:
+        # Both clocks move: the no-tuf fast path's and ngclient's.
         mp.setattr(tms.datetime, "datetime", Later)
+        mp.setattr(tuf_fresh, "now", lambda: later)
         code, _, err = world.list()
     assert code == 1 and "TUF metadata expired" in _one_line(err)
 

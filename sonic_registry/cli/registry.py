@@ -24,8 +24,11 @@ from .registry_publish import PUBLISH_COMMANDS, online_key_option, publish_after
 from .release import load_trust, trust_options
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ..known import KnownReleases
     from ..registry import Registry
+    from ..registry.core import ReleaseSummary
 
 __all__ = ["doctor", "identify", "registry", "resolve"]
 
@@ -173,20 +176,43 @@ def registry_list(
 ) -> None:
     """List every release that verifies with your trust store."""
     with _open(registry_location, trust_path, public_keys) as reg:
-        releases = reg.summaries()
+        releases = reg.summaries()  # refreshes now; rows stream while printing
         _warn_problems(reg, json_output)
-        problems = list(reg.problems)
-    if json_output:
-        emit_json({"ok": True, "releases": [r.to_dict() for r in releases], "skipped": problems})
-        return
-    if releases:
-        echo(
-            "\n".join(
+        if json_output:
+            _emit_listing_json(releases, reg.problems)
+            return
+        batch: list[str] = []
+        for r in releases:
+            batch.append(
                 f"{r.model} {r.version} serial {r.serial} {r.channel} "
                 f"expires {r.expires} roles {', '.join(r.roles)}"
-                for r in releases
             )
-        )
+            if len(batch) == _LIST_BATCH:
+                echo("\n".join(batch))
+                batch.clear()
+        if batch:
+            echo("\n".join(batch))
+
+
+#: Lines written at a time by ``registry list`` (bounded memory, few writes).
+_LIST_BATCH = 512
+
+
+def _emit_listing_json(releases: Iterator[ReleaseSummary], problems: list[str]) -> None:
+    """``{"ok", "releases", "skipped"}`` exactly as :func:`emit_json` prints it, one release
+    at a time (a listing of 10,000 releases is never one object in memory)."""
+    import json
+    import textwrap
+
+    click.echo('{\n  "ok": true,\n  "releases": [', nl=False)
+    sep = "\n"
+    for r in releases:
+        item = json.dumps(r.to_dict(), indent=2, sort_keys=True, default=str)
+        click.echo(sep + textwrap.indent(item, "    "), nl=False)
+        sep = ",\n"
+    click.echo("\n  ]," if sep == ",\n" else "],", nl=False)
+    skipped = json.dumps(list(problems), indent=2)
+    click.echo('\n  "skipped": ' + textwrap.indent(skipped, "  ")[2:] + "\n}")
 
 
 @registry.command("show")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -145,12 +145,6 @@ class ReleaseSummary(NamedTuple):
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = json.loads(self.data)
         return out
-
-
-def _order(model: str, version: str) -> tuple[str, tuple[int, ...], Version]:
-    """Sort key: model, then PEP 440 order (release tuples compare in C; ties by Version)."""
-    v = Version(version)
-    return model, v.release, v
 
 
 def _remote_source(
@@ -364,19 +358,21 @@ class Registry:
             )
         return self._statement(str(found[0][0]))
 
-    def summaries(self) -> list[ReleaseSummary]:
-        """Every release that verifies, sorted, as ``registry list`` shows it.
+    def summaries(self) -> Iterator[ReleaseSummary]:
+        """Every release that verifies, by model and PEP 440 version: ``registry list``.
 
-        A TUF-published registry answers from its cache, where each envelope
-        was verified with this same trust store when it arrived, so listing
-        10,000 releases does not verify 10,000 signatures again.
+        A TUF-published registry streams them from its cache, where each
+        envelope was verified with this same trust store when it arrived, so
+        listing 10,000 releases neither verifies 10,000 signatures again nor
+        holds them all in memory. The refresh (and any :attr:`problems`) happens
+        in this call, before the first release is read. Consume the iterator
+        before :meth:`close`.
         """
         cached = getattr(self._source, "summaries", None)
-        out: list[ReleaseSummary] = (
-            [ReleaseSummary.of(s) for s in self.releases()] if cached is None else cached()
-        )
-        out.sort(key=lambda r: _order(r.model, r.version))
-        return out
+        if cached is not None:
+            rows: Iterator[ReleaseSummary] = cached()
+            return rows
+        return iter([ReleaseSummary.of(s) for s in self.releases()])
 
     def releases(self) -> list[VerifiedStatement]:
         """Every release (newest serial per model@version) that verifies, sorted."""

@@ -28,6 +28,7 @@ __all__ = [
     "listing_bytes",
     "memory_index",
     "transaction",
+    "version_sort_key",
 ]
 
 RELEASES_DIR = "releases"
@@ -151,6 +152,46 @@ def listing_bytes(conn: sqlite3.Connection) -> bytes:
         "releases": [{"path": str(p), "sha256": str(s)} for p, s in rows],
     }
     return canonical_bytes(listing) + b"\n"
+
+
+def _int_key(n: int) -> str:
+    """A non-negative integer as text that sorts numerically (length first, then digits)."""
+    digits = str(n)
+    return f"{len(digits):03d}{digits}"
+
+
+def version_sort_key(text: str) -> str:
+    """Text whose byte order is PEP 440 order, so SQLite can sort versions with an index.
+
+    Follows ``packaging``'s own comparison key (epoch, release without
+    trailing zeros, pre, post, dev, local) with every part self-delimiting,
+    so comparing the concatenation compares the tuple; in a slot "0" stands
+    for "sorts before any value", "2" for "after", "1" prefixes a value.
+    ``tests/test_registry_listing.py`` checks it against ``Version`` ordering.
+    """
+    from packaging.version import Version
+
+    v = Version(text)
+    release = list(v.release)
+    while release and release[-1] == 0:
+        release.pop()
+    out = [_int_key(v.epoch), *("1" + _int_key(n) for n in release), "0"]
+    if v.pre is not None:
+        out.append("1" + {"a": "a", "b": "b", "rc": "c"}[v.pre[0]] + _int_key(v.pre[1]))
+    else:
+        # 1.0.dev0 sorts before 1.0a1 (no pre, no post, a dev part); else after any pre.
+        out.append("0" if v.post is None and v.dev is not None else "2")
+    out.append("0" if v.post is None else "1" + _int_key(v.post))
+    out.append("2" if v.dev is None else "1" + _int_key(v.dev))
+    if v.local is None:
+        out.append("0")
+    else:
+        # Local parts: strings sort before numbers; both are lower-case alphanumerics.
+        parts = (
+            "2" + _int_key(int(p)) if p.isdigit() else "1" + p + "!" for p in v.local.split(".")
+        )
+        out.append("1" + "".join(parts) + "0")
+    return "".join(out)
 
 
 # The three queries every source answers from its index.

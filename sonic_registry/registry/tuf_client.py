@@ -41,7 +41,7 @@ from ..fileio import read_bounded
 from . import index as ix
 from .fetch import MAX_DOWNLOAD_BYTES, Fetcher, HttpError
 from .tuf_repo import BIN_PREFIX, METADATA_DIR, hashed_name
-from .tuf_sync import BinSync, Prefetch, utc_text
+from .tuf_sync import BinSync, Prefetch, fingerprint, utc_text
 
 if TYPE_CHECKING:
     from tuf.api.metadata import TargetFile
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 __all__ = ["TufSource", "cache_dir", "pinned_root"]
 
 #: The cache's SQLite file (its name changes with its schema).
-CACHE_NAME = "cache-v1.sqlite"
+CACHE_NAME = "cache-v2.sqlite"
 _CACHE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS envelopes (sha256 TEXT PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS targets (
@@ -64,8 +64,10 @@ CREATE TABLE IF NOT EXISTS bins (name TEXT PRIMARY KEY, version INTEGER NOT NULL
 CREATE TABLE IF NOT EXISTS summaries (
     envelope TEXT PRIMARY KEY, valid_until TEXT NOT NULL, model TEXT NOT NULL,
     version TEXT NOT NULL, serial INTEGER NOT NULL, channel TEXT NOT NULL,
-    expires TEXT NOT NULL, roles TEXT NOT NULL, data TEXT NOT NULL
+    expires TEXT NOT NULL, roles TEXT NOT NULL, data TEXT NOT NULL,
+    version_key TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS summaries_in_order ON summaries (model, version_key, version);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS releases_by_envelope ON releases (envelope);
 """
@@ -204,19 +206,28 @@ class TufSource:
             raise UnreadableInputError(f"{self.location}/{rel}", "not in the local cache")
         return bytes(row[0])
 
-    def summaries(self) -> list[ReleaseSummary]:
-        """Every indexed release, as verified when it was cached, unless it has lapsed since."""
+    def summaries(self) -> Iterator[ReleaseSummary]:
+        """Every indexed release in PEP 440 order, as verified when it was cached.
+
+        Refreshes first, then streams rows straight from SQLite (the index on
+        ``version_key`` gives the order without sorting), so memory does not
+        grow with the number of releases. A release whose verdict has lapsed
+        since it was cached (its expiry or a key's) is left out.
+        """
         from .core import ReleaseSummary
 
-        rows = self.rows(
+        if not self._synced:
+            self.sync()
+        cursor = self._db().execute(
             "SELECT s.model, s.version, s.serial, s.channel, s.expires, s.roles, s.data "
-            "FROM summaries s JOIN releases r ON s.envelope = r.envelope WHERE s.valid_until > ?",
+            "FROM summaries s JOIN releases r ON s.envelope = r.envelope "
+            "WHERE s.valid_until > ? ORDER BY s.model, s.version_key, s.version",
             (utc_text(datetime.now(UTC)),),
         )
-        return [
+        return (
             ReleaseSummary(m, v, int(n), c, e, tuple(roles.split("\t")), d)
-            for m, v, n, c, e, roles, d in rows
-        ]
+            for m, v, n, c, e, roles, d in cursor
+        )
 
     def close(self) -> None:
         if self._conn is not None:
@@ -240,34 +251,65 @@ class TufSource:
         )
 
     def sync(self) -> None:
-        """Refresh the TUF metadata and bring the cache and index in line with it."""
-        from ..locks import file_lock
+        """Refresh the TUF metadata and bring the cache and index in line with it.
+
+        An unchanged registry is recognised without python-tuf
+        (:func:`.tuf_fresh.unchanged`: identical bytes to the verified
+        timestamp, nothing expired, no new root); anything else is a full
+        ngclient refresh, which reuses the two requests already made.
+        """
+        from . import tuf_fresh
 
         self._synced = True
         self.cache.mkdir(parents=True, exist_ok=True)
         prefetch = Prefetch(self._fetcher)
-        # ngclient's metadata directory is single-writer: one refresh per cache at a time.
-        with file_lock(self.cache / "refresh", timeout=120):
-            try:
-                self._prefetch_refresh(prefetch)
-                self._sync(prefetch)
-            finally:
-                prefetch.close()
+        try:
+            urls = self._prefetch_refresh(prefetch)
+            db = self._db()
+            # One read snapshot for the check and every query after it, so a
+            # refresh by another process cannot change the index in between.
+            db.execute("BEGIN")
+            fp = fingerprint(self._trust)
+            if urls is not None and tuf_fresh.unchanged(db, self._root, fp, prefetch, urls):
+                return  # the snapshot ends with close()
+            db.execute("COMMIT")
+            from ..locks import file_lock
 
-    def _prefetch_refresh(self, prefetch: Prefetch) -> None:
-        """Start the two requests every refresh makes: the next root version and the timestamp."""
+            # ngclient's metadata directory is single-writer: one refresh per cache at a time.
+            with file_lock(self.cache / "refresh", timeout=120):
+                self._sync(prefetch)
+        finally:
+            prefetch.close()
+
+    def _prefetch_refresh(self, prefetch: Prefetch) -> tuple[str | None, str] | None:
+        """Start the two requests every refresh makes: the next root version and the timestamp.
+
+        Returns their URLs (the root probe is None when that root is already
+        cached), or None for a root ngclient will refuse.
+        """
         try:
             version = int(json.loads(self._root)["signed"]["version"])
         except (ValueError, KeyError, TypeError):
-            return  # ngclient reports the bad root
+            return None  # ngclient reports the bad root
+        probe: str | None = None
         history = self.cache / METADATA_DIR / "root_history" / f"{version + 1}.root.json"
         if not history.exists():
-            prefetch.start(f"{self.base}{METADATA_DIR}/{version + 1}.root.json")
-        prefetch.start(f"{self.base}{METADATA_DIR}/timestamp.json")
+            probe = f"{self.base}{METADATA_DIR}/{version + 1}.root.json"
+            prefetch.start(probe)
+        timestamp = f"{self.base}{METADATA_DIR}/timestamp.json"
+        prefetch.start(timestamp)
+        return probe, timestamp
 
     def _sync(self, prefetch: Prefetch) -> None:
         from tuf.api import exceptions as tx
 
+        from . import tuf_fresh
+
+        # Off until this refresh completes: a refresh that fails after ngclient
+        # stored newer metadata must not leave the older timestamp "unchanged"
+        # (serving it again would be a rollback, which ngclient refuses).
+        db = self._db()
+        tuf_fresh.forget_fresh(db)
         try:
             updater = self._updater(prefetch)
             updater.refresh()
@@ -281,6 +323,7 @@ class TufSource:
                 if name.startswith(f"{BIN_PREFIX}-")
             }
             BinSync(self, updater, bins, prefetch).run()
+            tuf_fresh.record_fresh(db, updater, self.cache / METADATA_DIR)
         except (tx.RepositoryError, tx.DownloadError) as exc:
             raise _tuf_error(self.location, exc) from exc
 

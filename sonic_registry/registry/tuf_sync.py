@@ -34,8 +34,14 @@ __all__ = ["PACK_FROM", "BinSync", "Prefetch", "fingerprint", "utc_text", "valid
 #: Fetch a bin's pack instead of its envelopes one by one from this many missing.
 PACK_FROM = 2
 _WORKERS = 16
-#: Bins downloaded and verified ahead of the one being stored.
+#: Bins downloaded and verified ahead of the one being stored...
 WINDOW = 4
+#: ...while they hold fewer new envelopes than this between them. A bin holds
+#: 1/2**bits of all releases, so a count of bins alone would let memory grow
+#: with the registry; this keeps it near one bin's worth beyond the cap.
+MAX_IN_FLIGHT = 512
+#: Bins whose signed metadata is downloaded ahead of the one being diffed.
+BINS_AHEAD = 8
 
 
 class Prefetch:
@@ -67,6 +73,16 @@ class Prefetch:
             )
         return data
 
+    def peek(self, url: str) -> bytes | Exception | None:
+        """A started download's bytes or error, still handed out later (None: not started)."""
+        future = self._futures.get(url)
+        if future is None:
+            return None
+        try:
+            return future.result()
+        except Exception as exc:  # the fetcher's error, for the caller to judge
+            return exc
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
@@ -89,6 +105,10 @@ def valid_until(statement: VerifiedStatement, trust: TrustStore) -> str:
 
 def fingerprint(trust: TrustStore) -> str:
     return hashlib.sha256(canonical_bytes(trust.to_dict())).hexdigest()
+
+
+#: A bin being downloaded and verified: name, version, dropped paths, new envelopes, job.
+_Pending = tuple[str, int, list[str], int, "Future[list[_Item]]"]
 
 
 class BinSync:
@@ -126,33 +146,40 @@ class BinSync:
         cached = self._cached_bins()
         stale = [n for n, v in sorted(self.bins.items()) if cached.get(n) != v]
         local = self.src.cache / METADATA_DIR
-        for name in stale:
-            # After a trust store change (cached is empty) the bins are most
-            # likely in ngclient's cache already: fetch only those that are not.
-            if name in cached or not (local / f"{name}.json").exists():
-                self.prefetch.start(f"{self.src.base}{METADATA_DIR}/{self.bins[name]}.{name}.json")
+        # After a trust store change (cached is empty) the bins are most likely
+        # in ngclient's cache already: fetch only those that are not.
+        remote = {n for n in stale if n in cached or not (local / f"{n}.json").exists()}
         with ThreadPoolExecutor(2) as verify_pool, ThreadPoolExecutor(_WORKERS) as net:
-            pending: list[tuple[str, int, list[str], Future[list[_Item]]]] = []
-            for name in stale:
-                # At most WINDOW bins in flight: memory stays flat in the number
-                # of releases (a bin's pack is only fetched once it is its turn).
-                self._drain(pending, wait=len(pending) >= WINDOW)
+            pending: list[_Pending] = []
+            for i, name in enumerate(stale):
+                # A bounded window of bins in flight (bin metadata a few bins
+                # ahead, a bin's pack once it is its turn): memory stays flat in
+                # the number of releases, and the round trips still overlap.
+                for ahead in stale[i : i + BINS_AHEAD]:
+                    if ahead in remote:
+                        self.prefetch.start(self._bin_url(ahead))
+                self._drain(pending, wait=False)
+                while pending and (
+                    len(pending) >= WINDOW or sum(p[3] for p in pending) >= MAX_IN_FLIGHT
+                ):
+                    self._drain(pending, wait=True)
                 new, removed, have, pack = self._diff(name)
                 job = verify_pool.submit(self._bin_items, new, have, pack, net)
-                pending.append((name, self.bins[name], removed, job))
+                pending.append((name, self.bins[name], removed, len(new), job))
             while pending:
                 self._drain(pending, wait=True)
         for name in set(cached) - set(self.bins):
             self._store(name, None, self._known(name), [])
 
-    def _drain(
-        self, pending: list[tuple[str, int, list[str], Future[list[_Item]]]], *, wait: bool
-    ) -> None:
+    def _drain(self, pending: list[_Pending], *, wait: bool) -> None:
         """Store finished bins in order (``wait``: block for the oldest one first)."""
-        while pending and (wait or pending[0][3].done()):
-            name, version, removed, job = pending.pop(0)
+        while pending and (wait or pending[0][4].done()):
+            name, version, removed, _count, job = pending.pop(0)
             self._store(name, version, removed, job.result())
             wait = False
+
+    def _bin_url(self, name: str) -> str:
+        return f"{self.src.base}{METADATA_DIR}/{self.bins[name]}.{name}.json"
 
     def _known(self, name: str) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT path FROM targets WHERE bin = ?", (name,))]
@@ -191,6 +218,11 @@ class BinSync:
                 have[sha] = bytes(row[0])
         if pack is not None and len(new) - len(have) >= PACK_FROM:
             self.prefetch.start(self.src.target_url(pack, hashed=True))
+        # ngclient keeps every delegated role it loaded for the updater's
+        # lifetime (one entry per release in all): drop this bin now that its
+        # entries are diffed, so memory stays flat in the number of releases.
+        # Nothing else reads it in this refresh; each bin is loaded once.
+        self.updater._trusted_set._trusted_set.pop(name, None)
         return new, removed, have, pack
 
     def _bin_items(
@@ -300,7 +332,7 @@ class _Item:
             return
         ix.index_statement(db, s, self.path, self.sha256)
         db.execute(
-            "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 self.path,
                 valid_until,
@@ -311,5 +343,6 @@ class _Item:
                 r.expires,
                 "\t".join(r.components),
                 json.dumps(s.to_dict()),
+                ix.version_sort_key(r.version),
             ),
         )
