@@ -195,17 +195,18 @@ def _size(path: Path) -> int | None:
 
 
 def _param_findings(ctx: PackContext, res: Resolution, graph: Graph) -> list[Finding]:
-    """Parameters against the release's signed ranges, and duration against the audio."""
-    from ..params import DURATION, check_params
+    """Parameters against the release's ranges, and duration against the audio.
+
+    The judgement is :func:`~sonic_registry.params.check_graph_params`, the one
+    ``resolve``, the workflows hook and ``check-params --workflow`` give; the guard
+    adds only the measured audio, which it alone can find (ComfyUI's input folder).
+    """
+    from ..params import DURATION, check_graph_params
 
     if res.release is None:
         return []
-    release = res.release.release
-    params = {k: v for k, v in res.params.items() if k in release.params}
-    audio = _audio_of(ctx, graph)
-    duration = res.params.get(DURATION) if audio is not None else None
     try:
-        report = check_params(release, params, audio=audio, duration=duration)
+        report = check_graph_params(res.release.release, graph, audio=_audio_of(ctx, graph))
     except SonicRegistryError as exc:
         return [_finding(ctx, "interface", _sonic_nodes(graph), text("interface", detail=str(exc)))]
     out = []
