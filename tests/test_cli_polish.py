@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Keys
+from helpers import Keys
 from test_cli_foundation import EXE, run
 
 from sonic_registry.signing import PublicKey, generate_key

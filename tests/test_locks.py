@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Keys
+from helpers import Keys
 from sonic_install import make_registry
 from test_audit import fill
 

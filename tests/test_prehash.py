@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Keys
+from helpers import Keys
 
 import sonic_registry.filecheck as filecheck_mod
 from sonic_registry.bundle import sign_bundle, verify_bundle

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import Keys
+from helpers import Keys
 
 from sonic_registry.bundle import sign_bundle
 from sonic_registry.cli import main

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Keys
+from helpers import Keys
 
 CLI = [sys.executable, "-c", "from sonic_registry.cli import main; main()"]
 HOOK = [sys.executable, "-m", "sonic_registry.precommit"]

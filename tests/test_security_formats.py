@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import Keys
+from helpers import Keys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import Keys
-from helpers import release_toml
+from helpers import Keys, release_toml
 from hypothesis import given
 from hypothesis import strategies as st
 

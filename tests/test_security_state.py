@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import Keys
+from helpers import Keys
 
 from sonic_registry.bundle import verify_bundle
 from sonic_registry.cli import main

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import Keys
+from helpers import Keys
 from hypothesis import given
 from hypothesis import strategies as st
 
