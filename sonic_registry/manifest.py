@@ -482,9 +482,11 @@ def _specifier(text: str, field_name: str, where: str) -> SpecifierSet:
 def _bound(value: Any, field_name: str, where: str) -> tuple[float, float] | None:
     if value is None:
         return None
+    if not isinstance(value, list | tuple) or len(value) != 2:  # found by tests/test_fuzz.py
+        raise InvalidManifest(field_name, f"expected [low, high], found {value!r}", path=where)
     lo, hi = value
     for v in (lo, hi):
-        if isinstance(v, bool) or not math.isfinite(v):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
             raise InvalidManifest(field_name, f"expected finite numbers, found {v!r}", path=where)
     if lo > hi:
         raise InvalidManifest(

@@ -91,3 +91,14 @@ def test_a_problem_found_twice_is_printed_once(
     assert res.exit_code == 1
     lines = [line for line in res.output.splitlines() if line.startswith("error:")]
     assert len(lines) == len(set(lines)) == 1, res.output
+
+
+@pytest.mark.parametrize("bound", [[15.1], [1, 2, 3], ["a", 2], 7])
+def test_a_signed_range_must_be_two_finite_numbers(tmp_path: Path, bound: object) -> None:
+    # Found by tests/test_fuzz.py (a mutated payload with "allowed": [15.100]).
+    path = tmp_path / "release.toml"
+    path.write_text(release_toml())
+    predicate = Release.from_toml(path).to_predicate()
+    predicate["params"]["inference_steps"]["allowed"] = bound
+    with pytest.raises(InvalidManifest, match="allowed"):
+        Release.from_predicate(predicate)
