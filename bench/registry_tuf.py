@@ -271,10 +271,20 @@ def verdicts(result: dict[str, Any]) -> list[str]:
         ("unchanged registry", same["seconds"], TARGETS["unchanged_s"], "s"),
         ("after one new release", new["requests"], TARGETS["one_new_requests"], " requests"),
     ]
-    return [
+    lines = [
         f"{'PASS' if value <= limit else 'FAIL'} {name}: {value}{unit} (target <= {limit}{unit})"
         for name, value, limit, unit in rows
     ]
+    sizes = sorted(
+        [(m["releases"], m["peak_rss_mib"]) for m in result["memory"]]
+        + [(result["releases"], first["peak_rss_mib"])]
+    )
+    if len(sizes) > 1 and all(rss is not None for _, rss in sizes):
+        (n0, r0), (n1, r1) = sizes[0], sizes[-1]
+        per = (r1 - r0) * 1024 / (n1 - n0) if n1 > n0 else 0.0
+        shown = ", ".join(f"{n:,}: {rss} MiB" for n, rss in sizes)
+        lines.append(f"INFO peak RSS of a first run: {shown} ({per:.2f} KiB per release)")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,8 @@ Layout of a registry directory::
 Modules: :mod:`.core` (the :class:`Registry` callers query), :mod:`.index`
 (the SQLite index), :mod:`.local` (a directory), :mod:`.sources` (in-memory and
 plain remote), :mod:`.fetch` (bounded downloads), :mod:`.tuf_repo` (publishing
-TUF metadata) and :mod:`.tuf_client` (reading it with python-tuf's ngclient).
+TUF metadata) and :mod:`.tuf_client` (reading it with python-tuf's ngclient, :mod:`.tuf_sync` one
+refresh, :mod:`.tuf_fresh` the unchanged-registry fast path).
 """
 
 from __future__ import annotations
