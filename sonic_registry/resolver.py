@@ -147,14 +147,8 @@ def analyze_graph(
     candidates = match_graph_files(work)
     # Step 3: one release for the whole graph.
     chosen, picked = choose_release(work, [c for c in candidates if c[2]])
-    if require_signed and chosen is not None and not chosen.signers:
-        work.problems.append(
-            UnsignedReleaseError(
-                graph.source,
-                f"the policy requires a signed release; {chosen.release.release_id} is "
-                f"{chosen.channel}, signed by nobody (give --registry with a signed release)",
-            )
-        )
+    if require_signed and chosen is not None:
+        work.problems += unsigned_refusal(graph.source, chosen)
     unknown = judge_unknown_files(work, [c for c in candidates if not c[2]], chosen)
     # Step 4: every component sits on a slot of its role and interface.
     check_slots(work, picked)
@@ -165,6 +159,20 @@ def analyze_graph(
     if check_params:
         judge_params(work, chosen)
     return _resolution(work, chosen, picked, unknown)
+
+
+def unsigned_refusal(source: str, chosen: VerifiedStatement) -> list[UnsignedReleaseError]:
+    """The ``--require-signed`` policy, for every command that has it: a release no
+    trusted key signed (the built-in catalog's 'published' one) does not count."""
+    if chosen.signers:
+        return []
+    return [
+        UnsignedReleaseError(
+            source,
+            f"the policy requires a signed release; {chosen.release.release_id} is "
+            f"{chosen.channel}, signed by nobody (give --registry with a signed release)",
+        )
+    ]
 
 
 def judge_params(work: _Work, chosen: VerifiedStatement | None) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ._common import echo, emit_json, handle_errors, json_option
+from .registry import require_signed_option
 from .release import load_trust, trust_options
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ __all__ = ["check_params_command"]
     is_flag=True,
     help="With --workflow: only signed releases from --registry count.",
 )
+@require_signed_option
 @json_option
 @handle_errors
 def check_params_command(
@@ -82,6 +84,7 @@ def check_params_command(
     workflow: Path | None,
     models_dir: Path | None,
     no_builtin_catalog: bool,
+    require_signed: bool,
     json_output: bool,
 ) -> None:
     """Check parameters against the ranges the release was validated on.
@@ -106,7 +109,10 @@ def check_params_command(
         params[name] = value
     if workflow is not None:
         report, channel = _workflow_report(
-            workflow, models_dir, (registry_location, trust_path, public_keys, no_builtin_catalog)
+            workflow,
+            models_dir,
+            (registry_location, trust_path, public_keys, no_builtin_catalog),
+            require_signed=require_signed,
         )
         if params or audio is not None or duration is not None or model_version:
             raise UsageError("--workflow", "the values come from the workflow: drop --set/--audio")
@@ -176,12 +182,14 @@ def _workflow_report(
     workflow: Path,
     models_dir: Path | None,
     source: tuple[str | None, Path | None, tuple[Path, ...], bool],
+    *,
+    require_signed: bool = False,
 ) -> tuple[Report, str]:
     """``params.check_graph_params`` on a workflow: the judgement resolve and the hook give."""
     from ..catalog import load_catalog
-    from ..errors import UsageError
+    from ..errors import UsageError, raise_all
     from ..params import check_graph_params
-    from ..resolver import analyze_graph, load_graph
+    from ..resolver import analyze_graph, load_graph, unsigned_refusal
     from .registry import open_known
 
     graph = load_graph(workflow)
@@ -198,4 +206,6 @@ def _workflow_report(
         else:
             published = load_catalog().releases[0]
             statement = known.get(published.model, published.version)
+    if require_signed:
+        raise_all(list(unsigned_refusal(str(workflow), statement)))
     return check_graph_params(statement.release, graph), statement.channel

@@ -90,6 +90,16 @@ def known_options(fn: Any) -> Any:
     )(fn)
 
 
+def require_signed_option(fn: Any) -> Any:
+    """``--require-signed``, the one policy flag every command using the catalog shares."""
+    return click.option(
+        "--require-signed",
+        is_flag=True,
+        help="Policy: only a release signed by a trusted key counts (the built-in "
+        "catalog's 'published' release does not).",
+    )(fn)
+
+
 def open_known(
     location: str | None,
     trust_path: Path | None,
@@ -349,12 +359,7 @@ def identify(
     is_flag=True,
     help="Accept files no trusted release lists; they are labelled 'unverified'.",
 )
-@click.option(
-    "--require-signed",
-    is_flag=True,
-    help="Policy: only a release signed by a trusted key counts (the built-in catalog's "
-    "'published' release does not).",
-)
+@require_signed_option
 @stat_cache_option
 @json_option
 @handle_errors

@@ -95,6 +95,11 @@ def _parser() -> argparse.ArgumentParser:
         help="do not count the built-in catalog of the published Sonic files",
     )
     w.add_argument(
+        "--require-signed",
+        action="store_true",
+        help="policy: only a release signed by a trusted key counts (published files do not)",
+    )
+    w.add_argument(
         "files", nargs="*", help="workflow files to check (default: every workflow in the repo)"
     )
     return parser
@@ -137,6 +142,7 @@ def _run_workflows(args: argparse.Namespace, trust: Trust) -> list[str]:
         bundles=find_bundles() if args.registry is None else (),
         stat_cache=cache,
         builtin_catalog=not args.no_builtin_catalog,
+        require_signed=args.require_signed,
     )
     cache.save()
     return found

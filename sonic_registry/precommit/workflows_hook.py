@@ -112,6 +112,7 @@ def workflows(
     bundles: Sequence[Path] = (),
     stat_cache: StatCache | None = None,
     builtin_catalog: bool = True,
+    require_signed: bool = False,
 ) -> list[str]:
     """One ``path: problem`` line per problem of each workflow in ``files``.
 
@@ -142,7 +143,13 @@ def workflows(
     with KnownReleases(reg, load_catalog() if builtin_catalog else None) as known:
         for f in files:
             try:
-                res = analyze_graph(load_graph(f), known, models_dir, stat_cache=stat_cache)
+                res = analyze_graph(
+                    load_graph(f),
+                    known,
+                    models_dir,
+                    stat_cache=stat_cache,
+                    require_signed=require_signed,
+                )
             except SonicRegistryError as exc:
                 out += [_in_workflow(f, p) for p in exc.problems]
                 continue
