@@ -434,3 +434,79 @@ def test_plain_http_registry_warns_it_cannot_detect_withheld_releases(
     assert out.exit_code == 0, out.output
     assert "cannot detect a server that withholds a newer release" in out.stderr
     assert "sonic 1.3.0 serial 1" in out.stdout
+
+
+# --- a plain remote: one bad entry costs one release, a slow server is bounded --------
+
+
+class _TrickleHandler(_QuietHandler):
+    """Serves the published files, but one envelope a byte at a time, slowly."""
+
+    slow_suffix = "/1.2.0/1.dsse.json"
+
+    def do_GET(self) -> None:
+        if not self.path.endswith(self.slow_suffix):
+            return super().do_GET()
+        self.send_response(200)
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        for _ in range(100000):  # never finishes within the test's deadline
+            try:
+                self.wfile.write(b"{")
+                self.wfile.flush()
+            except OSError:
+                return
+            threading.Event().wait(0.2)
+
+
+@pytest.fixture
+def bad_entries(published: Path) -> Path:
+    """The listing names a missing envelope and an oversized one beside the good ones."""
+    listing = json.loads((published / LISTING_NAME).read_text())
+    listing["releases"].append({"path": "releases/sonic/7.0.0/1.dsse.json"})  # 404
+    big = published / "releases/sonic/8.0.0/1.dsse.json"
+    big.parent.mkdir(parents=True)
+    big.write_bytes(b" " * (16 * 1024 * 1024 + 1))  # over MAX_DOWNLOAD_BYTES
+    listing["releases"].append({"path": "releases/sonic/8.0.0/1.dsse.json"})
+    (published / LISTING_NAME).write_text(json.dumps(listing))
+    return published
+
+
+def test_plain_remote_skips_a_missing_or_oversized_entry(
+    bad_entries: Path, http_url: str, trust_file: Path
+) -> None:
+    out = CliRunner().invoke(
+        main, ["registry", "list", "--registry", http_url, "--trust", str(trust_file)]
+    )
+    assert out.exit_code == 0, out.output
+    assert "sonic 1.3.0 serial 1" in out.stdout and "sonic 1.2.0 serial 1" in out.stdout
+    assert "7.0.0/1.dsse.json: skipped: cannot download: HTTP 404" in out.stderr
+    assert "8.0.0/1.dsse.json: skipped: cannot download: larger than" in out.stderr
+    assert "Traceback" not in out.output
+
+
+def test_plain_remote_slow_entry_is_bounded_by_the_deadline(
+    published: Path, trust_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    handler = partial(_TrickleHandler, directory=str(published))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("SONIC_REGISTRY_DOWNLOAD_DEADLINE", "1.5")
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        start = time.monotonic()
+        out = CliRunner().invoke(
+            main, ["registry", "list", "--registry", url, "--trust", str(trust_file)]
+        )
+        took = time.monotonic() - start
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert out.exit_code == 0, out.output
+    assert "1.2.0/1.dsse.json: skipped: cannot download: not complete within 1.5 s" in out.stderr
+    assert "sonic 1.3.0 serial 1" in out.stdout and "sonic 1.2.0" not in out.stdout
+    assert took < 10, f"a trickling server held registry list for {took:.1f} s"

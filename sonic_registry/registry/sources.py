@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..canonical import loads_strict
-from ..errors import InvalidManifest, UsageError, VerificationError
+from ..errors import InvalidManifest, UnreadableInputError, UsageError, VerificationError
 from . import index as ix
 from .fetch import MAX_DOWNLOAD_BYTES, Fetcher
 
@@ -122,8 +122,14 @@ class PlainRemoteSource(MemorySource):
         if urllib.parse.urlsplit(self.location).scheme != "file":
             self.problems.append(f"{self.location}: {UNSIGNED_LISTING_WARNING}")
         for rel, listed_sha in self._entries():
-            data = self._fetch(rel)
             where = f"{self.location}/{rel}"
+            try:
+                data = self._fetch(rel)
+            except UnreadableInputError as exc:
+                # One bad entry (a 404, an oversized or too slow download) costs only
+                # that release; the listing itself failing stays fatal (in _entries).
+                self.problems.append(f"{where}: skipped: {exc.detail}")
+                continue
             # The listing is unsigned; its digest only catches a mangled download.
             # Trust comes from verifying the envelope with our own keys below.
             sha = hashlib.sha256(data).hexdigest()
