@@ -37,3 +37,13 @@ def test_require_signed_refuses_published_files_everywhere(
     capsys.readouterr()
     hooked = hook_main(["workflows", "--trust", str(trust_file), *models, *flag, str(GOOD)])
     assert hooked == want and (POLICY in capsys.readouterr().out) == bool(flag)
+
+
+def test_identify_require_signed_does_not_count_published_files(
+    published_tree: Path,  # noqa: F811
+) -> None:
+    unet = str(published_tree / "sonic" / "unet.pth")
+    runner = CliRunner()
+    assert runner.invoke(main, ["identify", unet]).exit_code == 0
+    refused = runner.invoke(main, ["identify", unet, "--require-signed", "--json"])
+    assert refused.exit_code == 1 and "requires a signed release" in refused.stderr, refused.output

@@ -311,6 +311,7 @@ stat_cache_option = click.option(
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @known_options
+@require_signed_option
 @stat_cache_option
 @json_option
 @handle_errors
@@ -320,12 +321,14 @@ def identify(
     trust_path: Path | None,
     public_keys: tuple[Path, ...],
     no_builtin_catalog: bool,
+    require_signed: bool,
     stat_cache: Path | None,
     json_output: bool,
 ) -> None:
     """Which checkpoint is this? Hash each FILE and answer from the registry.
 
-    Exit 0 when every file is known, 1 when any is unknown to the registry.
+    Exit 0 when every file is known, 1 when any is unknown to the registry (with
+    --require-signed: known to no signed release; published files do not count).
     """
     from ..identify import identify_files
 
@@ -333,6 +336,15 @@ def identify(
         found = identify_files(files, reg, stat_cache=_stat_cache(stat_cache))
         _warn_problems(reg, json_output)
     ok = all(i.known for i in found)
+    unsigned = [i for i in found if i.known and not any(m.statement.signers for m in i.matches)]
+    if require_signed and unsigned:
+        ok = False
+        for i in unsigned:
+            click.echo(
+                f"error: {i.path}: the policy requires a signed release; "
+                f"{i.matches[0].describe()} is {i.matches[0].channel}, signed by nobody",
+                err=True,
+            )
     if json_output:
         emit_json({"ok": ok, "files": [i.to_dict() for i in found]})
     else:
