@@ -47,3 +47,13 @@ def test_identify_require_signed_does_not_count_published_files(
     assert runner.invoke(main, ["identify", unet]).exit_code == 0
     refused = runner.invoke(main, ["identify", unet, "--require-signed", "--json"])
     assert refused.exit_code == 1 and "requires a signed release" in refused.stderr, refused.output
+
+
+def test_doctor_require_signed_does_not_count_published_files(
+    published_tree: Path,  # noqa: F811
+) -> None:
+    runner = CliRunner()
+    plain = runner.invoke(main, ["doctor", str(published_tree), "--json"])
+    assert plain.exit_code == 0, plain.output
+    refused = runner.invoke(main, ["doctor", str(published_tree), "--require-signed"])
+    assert refused.exit_code == 1 and "requires signed releases" in refused.stderr, refused.output

@@ -437,6 +437,7 @@ def resolve(
 @click.command()
 @click.argument("models_dir", type=click.Path(file_okay=False, path_type=Path))
 @known_options
+@require_signed_option
 @stat_cache_option
 @json_option
 @handle_errors
@@ -446,6 +447,7 @@ def doctor(
     trust_path: Path | None,
     public_keys: tuple[Path, ...],
     no_builtin_catalog: bool,
+    require_signed: bool,
     stat_cache: Path | None,
     json_output: bool,
 ) -> None:
@@ -467,9 +469,12 @@ def doctor(
             models_dir, reg, stat_cache=_stat_cache(stat_cache), progress=progress, files=files
         )
         _warn_problems(reg, json_output)
+    # --require-signed: published (catalog-only, unsigned) files do not count.
+    published = [r for r in report.rows if r.to_dict()["status"] == "published"]
+    ok = report.ok and not (require_signed and published)
     if json_output:
-        emit_json(report.to_dict())
-        sys.exit(0 if report.ok else 1)
+        emit_json({**report.to_dict(), "ok": ok})
+        sys.exit(0 if ok else 1)
     from rich.console import Console
     from rich.table import Table
 
@@ -493,4 +498,10 @@ def doctor(
     stdout_console(width=max(160, Console().width)).print(table)
     if not report.rows:
         echo("no weight files found")
-    sys.exit(0 if report.ok else 1)
+    if require_signed and published:
+        click.echo(
+            f"error: the policy requires signed releases; {len(published)} file(s) are "
+            "published by Sonic's authors but signed by nobody",
+            err=True,
+        )
+    sys.exit(0 if ok else 1)
