@@ -37,7 +37,7 @@ from sonic_registry.errors import (
     SonicRegistryError,
     UsageError,
 )
-from sonic_registry.trust import TrustStore
+from sonic_registry.trust import TrustStore, channel_label
 
 from . import FPS, __version__
 from .sync import SyncResult
@@ -166,16 +166,10 @@ def _verified_line(path: Path, verified: VerifiedRelease) -> str:
     Their bytes are hashed by the loader in the read that builds the tensors and
     refused there if they differ, so "verified" would be premature.
     """
-    what = f"{path}: {verified.release.release_id} ({_label(verified.channel)})"
+    what = f"{path}: {verified.release.release_id} ({channel_label(verified.channel)})"
     if verified.unhashed:
         return f"{what}: signature ok; contents are checked while loading"
     return f"verified {what}"
-
-
-def _label(channel: str) -> str:
-    from sonic_registry.trust import channel_label
-
-    return channel_label(channel)
 
 
 def _runtime_graph(
@@ -274,8 +268,7 @@ def _resolve(
 def _check_runtime_each(releases: Iterable[VerifiedRelease], runtime_version: str) -> None:
     """Every release involved accepts this runtime; raise the first problem."""
     # The resolver's own check (PEP 440 validation included), so a forced mix
-    # is judged exactly as a single release would be; it is private but this
-    # runtime ships in the same repository.
+    # is judged exactly as a single release would be.
     from sonic_registry.resolver import check_runtime
 
     for verified in releases:
@@ -385,7 +378,9 @@ def generate(req: GenerateRequest, *, echo: Echo = lambda line: None) -> Generat
         runtime={"reference_runtime": req.runtime_version},
     )
     # A forced mix is never shown as plainly "official", whoever signed the parts.
-    label = f"UNSAFE mixed releases ({_label(channel)})" if unsafe else _label(channel)
+    label = channel_label(channel)
+    if unsafe:
+        label = f"UNSAFE mixed releases ({label})"
     record["label"] = label
     record["sync"] = {**sync.to_dict(), "method": "audio RMS envelope vs mouth area in video"}
     if unsafe:
