@@ -424,3 +424,13 @@ def test_cli_takes_the_release_from_a_registry(make_bundle, official_key, tmp_pa
     assert missing.exit_code == 2 and "no release sonic@9.0" in missing.stderr
     both = run("check-params", "--registry", str(reg), "--release", str(root))
     assert both.exit_code == 2 and "either --release" in both.stderr
+
+
+def test_check_params_workflow_refuses_set_before_reading_the_workflow(tmp_path: Path) -> None:
+    # The usage error comes first: the workflow is not loaded nor its files hashed.
+    missing = tmp_path / "no-such-workflow.json"
+    result = CliRunner().invoke(
+        main, ["check-params", "--workflow", str(missing), "--set", "fps=25"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "drop --set/--audio" in result.output, result.output

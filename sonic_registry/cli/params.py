@@ -108,14 +108,15 @@ def check_params_command(
             raise UsageError("--set", f"{name} given twice")
         params[name] = value
     if workflow is not None:
+        # A usage error before the workflow is loaded and its files hashed.
+        if params or audio is not None or duration is not None or model_version:
+            raise UsageError("--workflow", "the values come from the workflow: drop --set/--audio")
         report, channel = _workflow_report(
             workflow,
             models_dir,
             (registry_location, trust_path, public_keys, no_builtin_catalog),
             require_signed=require_signed,
         )
-        if params or audio is not None or duration is not None or model_version:
-            raise UsageError("--workflow", "the values come from the workflow: drop --set/--audio")
     else:
         verified = _release_of(
             model_version, release_dir, registry_location, trust_path, public_keys, allow_unsigned
