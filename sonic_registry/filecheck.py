@@ -217,33 +217,23 @@ def _sha256_digests(
     sizes = [
         subjects[n].shard_size if subjects[n].shards else subjects[n].size + 1 for n, _, _ in todo
     ]
-    ahead = [
-        prehash is not None and prehash.covers(real, size, st)
+    # take() waits for the prehash; whatever it did not hash (or hashed for a
+    # file since changed) is hashed here, in one parallel batch
+    out: list[ShardedDigest | None] = [
+        prehash.take(real, size, st) if prehash is not None else None
         for (_, real, st), size in zip(todo, sizes, strict=True)
     ]
-    fresh = iter(
-        sharded_digests(
-            [real for (_, real, _), a in zip(todo, ahead, strict=True) if not a],
-            shard_size=[size for size, a in zip(sizes, ahead, strict=True) if not a],
-            whole=False,
-            threads=threads,
-            progress=progress,
-        )
+    miss = [i for i, got in enumerate(out) if got is None]
+    fresh = sharded_digests(
+        [todo[i][1] for i in miss],
+        shard_size=[sizes[i] for i in miss],
+        whole=False,
+        threads=threads,
+        progress=progress,
     )
-    out: list[ShardedDigest] = []
-    for (_, real, st), size, a in zip(todo, sizes, ahead, strict=True):
-        if a and prehash is not None:
-            got = prehash.take(real, size, st)
-            out.append(got if got is not None else _hash_now(real, size))
-        else:
-            out.append(next(fresh))
-    return out
-
-
-def _hash_now(real: str, shard_size: int) -> ShardedDigest:
-    """A file the prehash covered but could not finish (its thread hit an error)."""
-    [got] = sharded_digests([real], shard_size=shard_size, whole=False, threads=1)
-    return got
+    for i, got in zip(miss, fresh, strict=True):
+        out[i] = got
+    return [got for got in out if got is not None]
 
 
 def _compare(name: str, want: SubjectDigest, got: ShardedDigest) -> SonicRegistryError | None:
