@@ -194,7 +194,9 @@ def _size(path: Path) -> int | None:
         return None
 
 
-def _param_findings(ctx: PackContext, res: Resolution, graph: Graph) -> list[Finding]:
+def _param_findings(
+    ctx: PackContext, res: Resolution, graph: Graph, audio: AudioInfo | None
+) -> list[Finding]:
     """Parameters against the release's ranges, and duration against the audio.
 
     The judgement is :func:`~sonic_registry.params.check_graph_params`, the one
@@ -206,7 +208,7 @@ def _param_findings(ctx: PackContext, res: Resolution, graph: Graph) -> list[Fin
     if res.release is None:
         return []
     try:
-        report = check_graph_params(res.release.release, graph, audio=_audio_of(ctx, graph))
+        report = check_graph_params(res.release.release, graph, audio=audio)
     except SonicRegistryError as exc:
         return [_finding(ctx, "interface", _sonic_nodes(graph), text("interface", detail=str(exc)))]
     out = []
@@ -296,9 +298,10 @@ def guard_prompt(prompt: Mapping[str, Any], ctx: PackContext) -> Verdict:
             for node in f.nodes:
                 if node in statuses and rank[f.kind] < rank[statuses[node]]:
                     statuses[node] = f.kind
-    findings += _param_findings(ctx, res, graph)
+    audio = _audio_of(ctx, graph)  # decoded once: the duration check and the log record use it
+    findings += _param_findings(ctx, res, graph, audio)
     kept = tuple(f for f in findings if f.action != "ignore")
-    return Verdict(kept, res, MappingProxyType(statuses), _audio_of(ctx, graph))
+    return Verdict(kept, res, MappingProxyType(statuses), audio)
 
 
 def node_errors(
