@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from sonic_registry.workflows.comfyui import NODE_SPECS
+from sonic_registry.workflows.comfyui_nodes import SEED_CONTROLS
 
 #: Widget inputs of the core nodes the real workflows use (ComfyUI 0.3.64 /object_info).
 WIDGETS: Mapping[str, tuple[str, ...]] = {
@@ -42,7 +43,6 @@ WIDGETS: Mapping[str, tuple[str, ...]] = {
     "CreateVideo": ("fps",),
     "SaveVideo": ("filename_prefix", "format", "codec"),
 }
-_CONTROLS = {"fixed", "increment", "decrement", "randomize"}
 
 
 def default_widget_names(node_type: str) -> tuple[str, ...]:
@@ -93,7 +93,7 @@ def ui_to_api(
                 if (
                     name in ("seed", "noise_seed")
                     and position < len(values)
-                    and (values[position] in _CONTROLS)
+                    and values[position] in SEED_CONTROLS
                 ):
                     position += 1
         for slot in node.get("inputs") or []:
