@@ -22,7 +22,6 @@ import functools
 import importlib
 import inspect
 import logging
-import os
 import threading
 import time
 import traceback
@@ -33,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .config import CONFIG_ENV, load_config, pack_dir
+from .config import config_path, load_config, pack_dir
 from .context import PackContext, open_context
 from .guard import SONIC_NODE_TYPES, Verdict, guard_prompt, is_sonic_prompt, node_errors, refusal
 from .messages import comfy_locale, pick, text
@@ -77,13 +76,14 @@ class Pack:
 
     def context(self) -> PackContext:
         """The open context; reopened when the config file (or its env var) changes."""
-        named = os.environ.get(CONFIG_ENV)
-        path = Path(named) if named else pack_dir(self.user_dir) / "config.toml"
-        try:
-            st = path.stat()
-            key: tuple[Any, ...] = (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
-        except OSError:
-            key = (str(path), None)
+        path = config_path(self.user_dir)  # the very file load_config reads, or None
+        key: tuple[Any, ...] = (str(path), None)
+        if path is not None:
+            try:
+                st = path.stat()
+                key = (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
+            except OSError:
+                pass
         if self._ctx is None or key != self._ctx_key:
             config = load_config(self.user_dir)
             self._ctx = open_context(
