@@ -12,11 +12,10 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
+import test_registry_tuf_attacks
 from hypothesis import given
 from hypothesis import strategies as st
 from packaging.version import Version
@@ -37,21 +36,7 @@ tuf = sorted(m for m in sys.modules if m == "tuf" or m.startswith("tuf."))
 print("tuf modules:", len(tuf), file=sys.stderr)
 sys.exit(code)
 """
-
-
-@pytest.fixture
-def world(
-    tmp_path: Path,
-    trust_file: Path,
-    make_bundle: Callable[..., Path],
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[World]:
-    monkeypatch.setenv("SONIC_REGISTRY_CACHE", str(tmp_path / "user-cache"))
-    w = World(tmp_path, trust_file, make_bundle)
-    try:
-        yield w
-    finally:
-        w.mirror.close()
+world = test_registry_tuf_attacks.world  # the same in-memory mirror and releases
 
 
 @pytest.fixture
