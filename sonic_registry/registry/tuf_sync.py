@@ -8,14 +8,13 @@ it with the caller's trust store, and stores each bin in one transaction.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from ..canonical import canonical_bytes
+from ..canonical import canonical_sha256
 from ..errors import StaleRegistryError, UnreadableInputError, UsageError, VerificationError
 from . import index as ix
 from .fetch import MAX_DOWNLOAD_BYTES, Fetcher
@@ -104,7 +103,7 @@ def valid_until(statement: VerifiedStatement, trust: TrustStore) -> str:
 
 
 def fingerprint(trust: TrustStore) -> str:
-    return hashlib.sha256(canonical_bytes(trust.to_dict())).hexdigest()
+    return canonical_sha256(trust.to_dict())
 
 
 #: A bin being downloaded and verified: name, version, dropped paths, new envelopes, job.
