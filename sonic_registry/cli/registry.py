@@ -470,7 +470,7 @@ def doctor(
         )
         _warn_problems(reg, json_output)
     # --require-signed: published (catalog-only, unsigned) files do not count.
-    published = [r for r in report.rows if r.to_dict()["status"] == "published"]
+    published = [r for r in report.rows if r.ident.status == "published"]
     ok = report.ok and not (require_signed and published)
     if json_output:
         emit_json({**report.to_dict(), "ok": ok})
