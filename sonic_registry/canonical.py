@@ -17,6 +17,8 @@ instead of being silently accepted by :func:`json.loads`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import math
@@ -32,6 +34,7 @@ from .errors import InvalidManifest
 __all__ = [
     "MAX_DEPTH",
     "MAX_DOCUMENT_BYTES",
+    "b64decode_dsse",
     "canonical_bytes",
     "canonical_sha256",
     "finite_float",
@@ -68,6 +71,23 @@ def _no_duplicates(where: str) -> Any:
         return out
 
     return hook
+
+
+def b64decode_dsse(text: str, *, field: str, where: str) -> bytes:
+    """Standard or URL-safe base64, padded or not, as the DSSE spec allows (never mixed).
+
+    Here, not in :mod:`.signing`, so :mod:`.prehash` reads an envelope's payload
+    exactly as verify does without importing ``cryptography``.
+    """
+    if any(c in text for c in "+/") and any(c in text for c in "-_"):
+        raise InvalidManifest(
+            field, "expected one base64 alphabet, found standard and URL-safe mixed", path=where
+        )
+    bare = text.replace("-", "+").replace("_", "/").rstrip("=")
+    try:
+        return base64.b64decode(bare + "=" * (-len(bare) % 4), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidManifest(field, "expected base64, found invalid data", path=where) from exc
 
 
 def finite_float(text: str) -> float:

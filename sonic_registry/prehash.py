@@ -23,7 +23,6 @@ command line can start it before loading the rest of the verifier.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import sys
@@ -32,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .canonical import b64decode_dsse
 from .confine import confined
 from .constants import ENVELOPE_NAME, MAX_ENVELOPE_BYTES
 from .digest import ShardedDigest, sharded_digests
@@ -156,7 +156,8 @@ def start_prehash(
         raw = read_regular(base / ENVELOPE_NAME, MAX_ENVELOPE_BYTES + 1)  # never a FIFO
         if len(raw) > MAX_ENVELOPE_BYTES:
             return None
-        payload = base64.b64decode(json.loads(raw)["payload"], validate=True)
+        # read as verify reads it (both base64 alphabets); InvalidManifest is a ValueError
+        payload = b64decode_dsse(json.loads(raw)["payload"], field="payload", where="")
         jobs = _subject_jobs(base, json.loads(payload))
     except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None

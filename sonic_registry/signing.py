@@ -13,7 +13,6 @@ or reordered still verifies, and one whose payload changed by a byte does not.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 from collections.abc import Collection
 from dataclasses import dataclass, replace
@@ -24,7 +23,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from .canonical import canonical_sha256, loads_strict
+from .canonical import b64decode_dsse, canonical_sha256, loads_strict
 from .constants import MAX_ENVELOPE_BYTES
 from .errors import InvalidKeyError, InvalidManifest
 from .fileio import atomic_write_bytes, read_bounded
@@ -256,19 +255,6 @@ def public_key_from_pem(
 
 def load_public_key(path: str | Path, *, accepted: Collection[str] = ALGORITHMS) -> PublicKey:
     return public_key_from_pem(_read_key_file(path), where=str(path), accepted=accepted)
-
-
-def b64decode_dsse(text: str, *, field: str, where: str) -> bytes:
-    """Standard or URL-safe base64, padded or not, as the DSSE spec allows (never mixed)."""
-    if any(c in text for c in "+/") and any(c in text for c in "-_"):
-        raise InvalidManifest(
-            field, "expected one base64 alphabet, found standard and URL-safe mixed", path=where
-        )
-    bare = text.replace("-", "+").replace("_", "/").rstrip("=")
-    try:
-        return base64.b64decode(bare + "=" * (-len(bare) % 4), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidManifest(field, "expected base64, found invalid data", path=where) from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@ a failed signature stops the hashing.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -133,3 +135,18 @@ def test_a_fifo_envelope_does_not_block(make_bundle: Callable[..., Path]) -> Non
     root = make_bundle(sign=False)
     os.mkfifo(root / "release.dsse.json")
     assert start_prehash(root) is None  # returns at once; verify reports the FIFO
+
+
+def test_a_url_safe_unpadded_payload_is_prehashed(sharded: Path, official_key: Keys) -> None:
+    """DSSE allows either base64 alphabet, padded or not: the prehash reads what verify reads."""
+    env = sharded / "release.dsse.json"
+    doc = json.loads(env.read_text())
+    payload = base64.b64decode(doc["payload"])
+    doc["payload"] = base64.urlsafe_b64encode(payload).decode("ascii").rstrip("=")
+    env.write_text(json.dumps(doc))
+    pre = start_prehash(sharded)
+    assert pre is not None
+    verified = verify_bundle(
+        sharded, public_keys=[official_key.private.public], prehash=pre, record_serial=False
+    )
+    assert verified.channel == "official"
