@@ -335,6 +335,7 @@ class OmsStatement:
         _expect(isinstance(items, list), "predicate.resources", "expected a list", where)
         resources = []
         seen: set[str] = set()
+        paths: set[str] = set()
         for i, item in enumerate(items):
             field = f"predicate.resources.{i}"
             _expect(isinstance(item, dict), field, "expected an object", where)
@@ -360,8 +361,8 @@ class OmsStatement:
                 check_relative_path(path, f"{field}.name", where)
             _expect(rname not in seen, f"{field}.name", f"duplicate resource {rname!r}", where)
             seen.add(rname)
+            paths.add(path)
             resources.append(Resource(rname, value, alg))
-        paths = {r.name.rsplit(":", 2)[0] if ":" in r.name else r.name for r in resources}
         _expect(
             SINGLE_FILE not in paths or paths == {SINGLE_FILE},
             "predicate.resources",
