@@ -83,7 +83,8 @@ def comfy_locale(user_dir: str | Path | None, configured: str = "auto") -> str:
         return "en"
     settings = Path(user_dir) / "default" / "comfy.settings.json"
     with contextlib.suppress(OSError, ValueError):
-        value = json.loads(settings.read_text("utf-8")).get("Comfy.Locale")
+        data = json.loads(settings.read_text("utf-8"))
+        value = data.get("Comfy.Locale") if isinstance(data, dict) else None
         if isinstance(value, str) and value.lower().startswith("zh"):
             return "zh"
     return "en"
