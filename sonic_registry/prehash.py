@@ -34,7 +34,7 @@ from typing import Any
 from .canonical import b64decode_dsse
 from .confine import confined
 from .constants import ENVELOPE_NAME, MAX_ENVELOPE_BYTES
-from .digest import ShardedDigest, sharded_digests
+from .digest import ShardedDigest, blake3_available, sharded_digests
 from .errors import SonicRegistryError
 from .fileio import read_regular
 
@@ -120,8 +120,12 @@ class Prehash:
         self._join()
 
 
-def _subject_jobs(root: Path, statement: Any) -> list[_Key]:
-    """(real path, shard size, stat) of each regular, confined subject of the signed size."""
+def _subject_jobs(root: Path, statement: Any, *, by_blake3: bool) -> list[_Key]:
+    """(real path, shard size, stat) of each regular, confined subject of the signed size.
+
+    ``by_blake3``: verify checks subjects with a signed BLAKE3 digest with it
+    (as :func:`.filecheck.check_files` decides), so they are left to verify.
+    """
     real_root = os.path.realpath(root)
     jobs: list[_Key] = []
     for s in statement.get("subject", []):
@@ -129,8 +133,8 @@ def _subject_jobs(root: Path, statement: Any) -> list[_Key]:
         size, shards = ann.get("size"), ann.get("shards")
         if not isinstance(name, str) or type(size) is not int:
             continue
-        if "blake3" in s.get("digest", {}):
-            continue  # verify may check BLAKE3 instead: leave the file to it
+        if by_blake3 and "blake3" in s.get("digest", {}):
+            continue  # verify checks BLAKE3 instead: leave the file to it
         shard_size = shards.get("size") if isinstance(shards, dict) else size + 1
         if type(shard_size) is not int or shard_size <= 0:
             continue
@@ -149,8 +153,12 @@ def start_prehash(
     *,
     threads: int | None = None,
     progress: Progress | None = None,
+    prefer_blake3: bool = True,
 ) -> Prehash | None:
-    """Start hashing the subjects ``root/release.dsse.json`` lists; None if there is nothing."""
+    """Start hashing the subjects ``root/release.dsse.json`` lists; None if there is nothing.
+
+    ``prefer_blake3`` must be what the verify it serves is given.
+    """
     base = Path(root)
     try:
         raw = read_regular(base / ENVELOPE_NAME, MAX_ENVELOPE_BYTES + 1)  # never a FIFO
@@ -158,7 +166,9 @@ def start_prehash(
             return None
         # read as verify reads it (both base64 alphabets); InvalidManifest is a ValueError
         payload = b64decode_dsse(json.loads(raw)["payload"], field="payload", where="")
-        jobs = _subject_jobs(base, json.loads(payload))
+        jobs = _subject_jobs(
+            base, json.loads(payload), by_blake3=prefer_blake3 and blake3_available()
+        )
     except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None
     return Prehash(jobs, threads=threads, progress=progress) if jobs else None

@@ -150,3 +150,24 @@ def test_a_url_safe_unpadded_payload_is_prehashed(sharded: Path, official_key: K
         sharded, public_keys=[official_key.private.public], prehash=pre, record_serial=False
     )
     assert verified.channel == "official"
+
+
+def test_blake3_signed_files_are_prehashed_when_verify_checks_sha256(
+    make_bundle: Callable[..., Path], official_key: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``--digest sha256`` verify hashes SHA-256 even where BLAKE3 is signed: so does this."""
+    pytest.importorskip("blake3")
+    root = make_bundle(sign=False)
+    sign_bundle(root, official_key.private, blake3=True)
+    assert start_prehash(root) is None  # verify would check BLAKE3: nothing to do here
+    pre = start_prehash(root, prefer_blake3=False)
+    assert pre is not None
+    hashed = _hashed_by_verify(monkeypatch)
+    verify_bundle(
+        root,
+        public_keys=[official_key.private.public],
+        prehash=pre,
+        prefer_blake3=False,
+        record_serial=False,
+    )
+    assert hashed == []  # every listed file came from the prehash

@@ -220,7 +220,7 @@ def verify(
         # loaded beside it (verify_bundle uses the digests only if it passes).
         from ..prehash import start_prehash
 
-        early = start_prehash(model_dir, progress=prog)
+        early = start_prehash(model_dir, progress=prog, prefer_blake3=digest == "auto")
         try:
             from ..bundle import verify_bundle
 
