@@ -402,23 +402,23 @@ def verify_bundle(
     unless ``allow_unsigned``, then described from ``release.toml`` and the
     files as they are, and labelled "unverified".
     """
-    base = Path(root)
-    if not base.is_dir():
-        raise UnreadableInputError(str(base), "expected a model directory")
-    store = resolve_trust(trust, public_keys)
-    env_path = Path(envelope) if envelope is not None else base / ENVELOPE_NAME
-    if envelope is None and not env_path.exists():
-        # Step 0: no envelope at all is a verdict about the bundle, not bad input.
-        if not allow_unsigned:
-            raise UnsignedReleaseError(
-                str(env_path),
-                f"expected a signed release, found no {ENVELOPE_NAME} "
-                f"(run `sonic-registry sign {base} --key KEY`)",
-            )
-        unsigned = _unsigned_release(base, progress=progress, threads=threads)
-        check_model(unsigned.release, model, str(base / TOML_NAME))
-        return unsigned
-    try:
+    try:  # every way out cancels the prehash (a no-op once its digests were taken)
+        base = Path(root)
+        if not base.is_dir():
+            raise UnreadableInputError(str(base), "expected a model directory")
+        store = resolve_trust(trust, public_keys)
+        env_path = Path(envelope) if envelope is not None else base / ENVELOPE_NAME
+        if envelope is None and not env_path.exists():
+            # Step 0: no envelope at all is a verdict about the bundle, not bad input.
+            if not allow_unsigned:
+                raise UnsignedReleaseError(
+                    str(env_path),
+                    f"expected a signed release, found no {ENVELOPE_NAME} "
+                    f"(run `sonic-registry sign {base} --key KEY`)",
+                )
+            unsigned = _unsigned_release(base, progress=progress, threads=threads)
+            check_model(unsigned.release, model, str(base / TOML_NAME))
+            return unsigned
         return _verify_signed(
             base,
             store,
@@ -436,7 +436,7 @@ def verify_bundle(
         )
     finally:
         if prehash is not None:
-            prehash.cancel()  # a no-op once its digests were taken
+            prehash.cancel()
 
 
 def check_model(release: Release, model: str | None, where: str) -> None:

@@ -21,7 +21,12 @@ from helpers import Keys
 
 import sonic_registry.filecheck as filecheck_mod
 from sonic_registry.bundle import sign_bundle, verify_bundle
-from sonic_registry.errors import DigestMismatchError, UnsignedReleaseError, VerificationError
+from sonic_registry.errors import (
+    DigestMismatchError,
+    SonicRegistryError,
+    UnsignedReleaseError,
+    VerificationError,
+)
 from sonic_registry.prehash import start_prehash
 from sonic_registry.trust import TrustStore
 
@@ -171,3 +176,13 @@ def test_blake3_signed_files_are_prehashed_when_verify_checks_sha256(
         record_serial=False,
     )
     assert hashed == []  # every listed file came from the prehash
+
+
+def test_unreadable_trust_input_cancels_the_hashing(sharded: Path, tmp_path: Path) -> None:
+    """Bad input found before the signatures are read still stops the background hashing."""
+    pre = start_prehash(sharded)
+    assert pre is not None
+    with pytest.raises(SonicRegistryError):
+        verify_bundle(sharded, tmp_path / "no-such-trust.json", prehash=pre)
+    assert pre._stop.is_set()
+    assert not pre._thread.is_alive()
