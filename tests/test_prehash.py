@@ -124,6 +124,7 @@ def test_failed_signatures_cancel_the_hashing(sharded: Path, make_key: Callable[
     assert pre is not None
     with pytest.raises(UnsignedReleaseError, match="signed by unknown key"):
         verify_bundle(sharded, TrustStore().with_pinned([stranger]), prehash=pre)
+    assert pre._stop.is_set()  # cancelled, not merely joined (join alone ends the thread too)
     assert not pre._thread.is_alive()
 
 
