@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import UnreadableInputError
+from .errors import UnreadableInputError, UnsignedReleaseError
 
 if TYPE_CHECKING:
+    from .bundle import VerifiedStatement
     from .catalog import PublishedFile
     from .digest import FileDigest, StatCache
     from .known import ReleaseSource
@@ -31,6 +32,8 @@ __all__ = [
     "identify_files",
     "judge",
     "unknown_file_advice",
+    "unsigned_files",
+    "unsigned_refusal",
 ]
 
 
@@ -172,6 +175,35 @@ def judge(ident: Identification) -> tuple[str, str, bool]:
     if ident.expected is not None:
         return "unknown", unknown_file_advice(ident.expected.role, ident.reason), True
     return "unrelated", f"not part of any Sonic release ({short}); nothing to do", False
+
+
+def unsigned_refusal(
+    source: str, statements: Iterable[VerifiedStatement]
+) -> list[UnsignedReleaseError]:
+    """The ``--require-signed`` policy: the one rule resolve, check-params, identify,
+    doctor and the workflows hook apply, so a user meets one wording and exit code 1.
+
+    ``statements`` are the releases vouching for ``source`` (a file's matches, or
+    the release a graph resolved to). Only a release a trusted key signed counts:
+    when none of them is signed (the built-in catalog's 'published' release never
+    is), ``source`` is refused. No release at all is not this policy's verdict.
+    """
+    found = list(statements)
+    if not found or any(s.signers for s in found):
+        return []
+    first = found[0]
+    return [
+        UnsignedReleaseError(
+            source,
+            f"the policy requires a signed release; {first.release.release_id} is "
+            f"{first.channel}, signed by nobody (give --registry with a signed release)",
+        )
+    ]
+
+
+def unsigned_files(idents: Iterable[Identification]) -> list[UnsignedReleaseError]:
+    """:func:`unsigned_refusal` for each identified file (``identify``, ``doctor``)."""
+    return [e for i in idents for e in unsigned_refusal(i.path, (m.statement for m in i.matches))]
 
 
 def unknown_file_advice(role: str | None, reason: str | None) -> str:

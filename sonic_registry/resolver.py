@@ -36,7 +36,7 @@ from .errors import (
     UnsafePathError,
     UnsignedReleaseError,
 )
-from .identify import identify_digest, judge, unknown_file_advice
+from .identify import identify_digest, judge, unknown_file_advice, unsigned_refusal
 from .resolution import Resolution, ResolvedComponent
 from .workflows import Graph, InterfaceMismatchError, WeightRef, load_graph
 
@@ -148,7 +148,7 @@ def analyze_graph(
     # Step 3: one release for the whole graph.
     chosen, picked = choose_release(work, [c for c in candidates if c[2]])
     if require_signed and chosen is not None:
-        work.problems += unsigned_refusal(graph.source, chosen)
+        work.problems += unsigned_refusal(graph.source, [chosen])
     unknown = judge_unknown_files(work, [c for c in candidates if not c[2]], chosen)
     # Step 4: every component sits on a slot of its role and interface.
     check_slots(work, picked)
@@ -159,20 +159,6 @@ def analyze_graph(
     if check_params:
         judge_params(work, chosen)
     return _resolution(work, chosen, picked, unknown)
-
-
-def unsigned_refusal(source: str, chosen: VerifiedStatement) -> list[UnsignedReleaseError]:
-    """The ``--require-signed`` policy, for every command that has it: a release no
-    trusted key signed (the built-in catalog's 'published' one) does not count."""
-    if chosen.signers:
-        return []
-    return [
-        UnsignedReleaseError(
-            source,
-            f"the policy requires a signed release; {chosen.release.release_id} is "
-            f"{chosen.channel}, signed by nobody (give --registry with a signed release)",
-        )
-    ]
 
 
 def judge_params(work: _Work, chosen: VerifiedStatement | None) -> None:

@@ -1,10 +1,13 @@
-"""--require-signed, one policy flag (cli.registry.require_signed_option and
-resolver.unsigned_refusal) on resolve, check-params --workflow and the workflows
-hook: the built-in catalog's published (unsigned) release then does not count."""
+"""--require-signed, one policy flag (cli.registry.require_signed_option) and one rule
+(identify.unsigned_refusal) on resolve, check-params --workflow, identify, doctor and
+the workflows hook: the built-in catalog's published (unsigned) release then does not
+count, with the same words and exit code 1 everywhere."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import json
 
 import pytest
 from click.testing import CliRunner
@@ -16,6 +19,11 @@ from sonic_registry.precommit import main as hook_main
 
 GOOD = WORKFLOWS / "smthemex-ComfyUI_Sonic" / "20250216.json"
 POLICY = "the policy requires a signed release; sonic@2025.1.14 is published"
+#: The whole refusal, word for word the same from every command.
+REFUSAL = (
+    "the policy requires a signed release; sonic@2025.1.14 is published, signed by nobody "
+    "(give --registry with a signed release)"
+)
 
 
 @pytest.mark.parametrize("flag", [[], ["--require-signed"]])
@@ -56,4 +64,27 @@ def test_doctor_require_signed_does_not_count_published_files(
     plain = runner.invoke(main, ["doctor", str(published_tree), "--json"])
     assert plain.exit_code == 0, plain.output
     refused = runner.invoke(main, ["doctor", str(published_tree), "--require-signed"])
-    assert refused.exit_code == 1 and "requires signed releases" in refused.stderr, refused.output
+    assert refused.exit_code == 1 and POLICY in refused.stderr, refused.output
+
+
+def test_require_signed_is_one_rule_with_one_wording(published_tree: Path) -> None:  # noqa: F811
+    """resolve, check-params, identify and doctor refuse in the same words, exit 1."""
+    runner = CliRunner()
+    unet = published_tree / "sonic" / "unet.pth"
+    models = ["--models-dir", str(published_tree)]
+    runs = {
+        "resolve": (["resolve", str(GOOD), *models], str(GOOD)),
+        "check-params": (["check-params", "--workflow", str(GOOD), *models], str(GOOD)),
+        "identify": (["identify", str(unet)], str(unet)),
+        "doctor": (["doctor", str(published_tree)], str(unet)),
+    }
+    for name, (args, source) in runs.items():
+        out = runner.invoke(main, [*args, "--require-signed"])
+        assert out.exit_code == 1, (name, out.output)
+        assert f"error: {source}: {REFUSAL}" in out.output, (name, out.output)
+    # In JSON the refusals are listed under "errors" too, one per unsigned file.
+    for args in (["identify", str(unet)], ["doctor", str(published_tree)]):
+        out = runner.invoke(main, [*args, "--require-signed", "--json"])
+        errors = json.loads(out.stdout)["errors"]
+        assert out.exit_code == 1 and str(unet) in [e["where"] for e in errors], out.output
+        assert all(e["detail"] == REFUSAL for e in errors), errors

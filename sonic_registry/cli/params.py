@@ -189,8 +189,9 @@ def _workflow_report(
     """``params.check_graph_params`` on a workflow: the judgement resolve and the hook give."""
     from ..catalog import load_catalog
     from ..errors import UsageError, raise_all
+    from ..identify import unsigned_refusal
     from ..params import check_graph_params
-    from ..resolver import analyze_graph, load_graph, unsigned_refusal
+    from ..resolver import analyze_graph, load_graph
     from .registry import open_known
 
     graph = load_graph(workflow)
@@ -208,5 +209,5 @@ def _workflow_report(
             published = load_catalog().releases[0]
             statement = known.get(published.model, published.version)
     if require_signed:
-        raise_all(list(unsigned_refusal(str(workflow), statement)))
+        raise_all(unsigned_refusal(str(workflow), [statement]))
     return check_graph_params(statement.release, graph), statement.channel

@@ -26,6 +26,8 @@ from .release import load_trust, trust_options
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from ..errors import SonicRegistryError
+    from ..identify import Identification
     from ..known import KnownReleases
     from ..registry import Registry
     from ..registry.core import ReleaseSummary
@@ -301,6 +303,20 @@ def _stat_cache(path: Path | None) -> Any:
     return StatCache(path)
 
 
+def _signed_policy(idents: list[Identification], require_signed: bool) -> list[SonicRegistryError]:
+    """``--require-signed`` on identified files (:func:`~sonic_registry.identify.unsigned_files`,
+    the rule resolve applies too); each refusal is one ``error:`` line on stderr, as
+    :func:`fail` prints them, in text and JSON mode alike."""
+    if not require_signed:
+        return []
+    from ..identify import unsigned_files
+
+    refused: list[SonicRegistryError] = list(unsigned_files(idents))
+    for e in refused:
+        echo(f"error: {e}", err=True)
+    return refused
+
+
 stat_cache_option = click.option(
     "--stat-cache",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -335,18 +351,16 @@ def identify(
     with open_known(registry_location, trust_path, public_keys, no_builtin_catalog) as reg:
         found = identify_files(files, reg, stat_cache=_stat_cache(stat_cache))
         _warn_problems(reg, json_output)
-    ok = all(i.known for i in found)
-    unsigned = [i for i in found if i.known and not any(m.statement.signers for m in i.matches)]
-    if require_signed and unsigned:
-        ok = False
-        for i in unsigned:
-            click.echo(
-                f"error: {i.path}: the policy requires a signed release; "
-                f"{i.matches[0].describe()} is {i.matches[0].channel}, signed by nobody",
-                err=True,
-            )
+    refused = _signed_policy(found, require_signed)
+    ok = all(i.known for i in found) and not refused
     if json_output:
-        emit_json({"ok": ok, "files": [i.to_dict() for i in found]})
+        emit_json(
+            {
+                "ok": ok,
+                "files": [i.to_dict() for i in found],
+                "errors": [e.to_dict() for e in refused],
+            }
+        )
     else:
         for i in found:
             echo(i.describe())
@@ -469,11 +483,10 @@ def doctor(
             models_dir, reg, stat_cache=_stat_cache(stat_cache), progress=progress, files=files
         )
         _warn_problems(reg, json_output)
-    # --require-signed: published (catalog-only, unsigned) files do not count.
-    published = [r for r in report.rows if r.ident.status == "published"]
-    ok = report.ok and not (require_signed and published)
+    refused = _signed_policy([r.ident for r in report.rows], require_signed)
+    ok = report.ok and not refused
     if json_output:
-        emit_json({**report.to_dict(), "ok": ok})
+        emit_json({**report.to_dict(), "ok": ok, "errors": [e.to_dict() for e in refused]})
         sys.exit(0 if ok else 1)
     from rich.console import Console
     from rich.table import Table
@@ -498,10 +511,4 @@ def doctor(
     stdout_console(width=max(160, Console().width)).print(table)
     if not report.rows:
         echo("no weight files found")
-    if require_signed and published:
-        click.echo(
-            f"error: the policy requires signed releases; {len(published)} file(s) are "
-            "published by Sonic's authors but signed by nobody",
-            err=True,
-        )
     sys.exit(0 if ok else 1)
