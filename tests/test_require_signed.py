@@ -5,9 +5,8 @@ count, with the same words and exit code 1 everywhere."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
