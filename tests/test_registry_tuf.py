@@ -16,9 +16,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sonic_install import WORKFLOWS, install, sonic_release
 
 from sonic_registry.cli import main
 from sonic_registry.digest import hash_file
+
+EXAMPLE = WORKFLOWS / "smthemex-ComfyUI_Sonic" / "example.json"
 
 
 def _free_port() -> int:
@@ -150,3 +153,46 @@ def test_tuf_registry_read_through_a_file_url(
     assert code == 0, err
     assert [r["release_id"] for r in json.loads(out)["releases"]] == ["sonic@1.3.0#1"]
     assert (cache / "registries").is_dir()  # read through TUF, into the user cache
+
+
+@pytest.mark.parametrize("command", ["identify", "resolve", "doctor", "check-params"])
+@pytest.mark.parametrize("how", ["option", "env"])
+def test_every_reading_command_bootstraps_a_tuf_client(
+    command: str,
+    how: str,
+    tmp_path: Path,
+    cache: Path,
+    trust_file: Path,
+    make_bundle: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--registry-root FILE (default: env SONIC_REGISTRY_ROOT) is one option that the
+    registry commands, identify, resolve, doctor and check-params share."""
+    reg = tmp_path / "reg"
+    code, _, err = _run(["registry", "init", "--registry", str(reg), "--keys-dir", str(tmp_path)])
+    assert code == 0, err
+    v13 = sonic_release(make_bundle, "v13", version="1.3.0", step=80000)
+    code, _, err = _run(
+        ["registry", "add", str(v13), "--registry", str(reg), "--trust", str(trust_file),
+         "--online-key", str(tmp_path / "registry-online.pem")]
+    )  # fmt: skip
+    assert code == 0, err
+    models = install(v13, tmp_path / "models")
+    args = {
+        "identify": [str(v13 / "unet.pth")],
+        "resolve": [str(EXAMPLE), "--models-dir", str(models)],
+        "doctor": [str(models)],
+        "check-params": ["sonic", "1.3.0", "--set", "inference_steps=25"],
+    }[command]
+    root = str(reg / "metadata/root.json")
+    if how == "env":
+        monkeypatch.setenv("SONIC_REGISTRY_ROOT", root)
+        pin = []
+    else:
+        pin = ["--registry-root", root]
+    remote = ["--registry", reg.as_uri(), "--trust", str(trust_file)]
+    code, out, err = _run([command, *args, *remote, *pin])
+    assert code == 0, out + err
+    assert "sonic 1.3.0" in out or "sonic@1.3.0" in out, out
+    # A file:// registry is read through TUF only when a root is pinned: into the cache.
+    assert (cache / "registries").is_dir()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ._common import echo, emit_json, handle_errors, json_option
-from .registry import require_signed_option
+from .registry import registry_root_option, require_signed_option
 from .release import load_trust, trust_options
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ __all__ = ["check_params_command"]
     "registry_location",
     help="Take the ranges of MODEL VERSION from this registry (directory or URL) instead.",
 )
+@registry_root_option
 @trust_options
 @click.option(
     "--allow-unsigned",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,8 +42,10 @@ def _remember_root(ctx: click.Context, _param: click.Parameter, value: Path | No
         ctx.meta["sonic_registry.registry_root"] = value
 
 
-def registry_option(fn: Any) -> Any:
-    fn = click.option(
+def registry_root_option(fn: Any) -> Any:
+    """``--registry-root FILE`` (default: env SONIC_REGISTRY_ROOT), on every command that
+    reads a registry, so any of them can bootstrap a TUF client; :func:`_open` uses it."""
+    return click.option(
         "--registry-root",
         type=click.Path(dir_okay=False, path_type=Path),
         envvar="SONIC_REGISTRY_ROOT",
@@ -54,6 +55,10 @@ def registry_option(fn: Any) -> Any:
         "(needed once; then cached). Without it an http(s) registry is read unsigned, "
         "with a warning (env SONIC_REGISTRY_ROOT).",
     )(fn)
+
+
+def registry_option(fn: Any) -> Any:
+    fn = registry_root_option(fn)
     return click.option(
         "--registry",
         "registry_location",
@@ -65,17 +70,18 @@ def registry_option(fn: Any) -> Any:
 
 
 def _open(location: str, trust_path: Path | None, public_keys: tuple[Path, ...]) -> Registry:
+    """The registry at ``location``, through TUF when the command's ``--registry-root``
+    (or its env default) pinned a root."""
     from ..registry import open_registry
 
     ctx = click.get_current_context(silent=True)
     root = ctx.meta.get("sonic_registry.registry_root") if ctx is not None else None
-    if root is None and os.environ.get("SONIC_REGISTRY_ROOT"):
-        root = Path(os.environ["SONIC_REGISTRY_ROOT"])
     return open_registry(location, load_trust(trust_path, public_keys), tuf_root=root)
 
 
 def known_options(fn: Any) -> Any:
-    """``--registry`` (optional here), the trust options and ``--no-builtin-catalog``."""
+    """``--registry`` (optional here), ``--registry-root``, the trust options and
+    ``--no-builtin-catalog``."""
     fn = click.option(
         "--no-builtin-catalog",
         is_flag=True,
@@ -83,6 +89,7 @@ def known_options(fn: Any) -> Any:
         "(label 'published'); only signed releases from --registry count.",
     )(fn)
     fn = trust_options(fn)
+    fn = registry_root_option(fn)
     return click.option(
         "--registry",
         "registry_location",
