@@ -187,3 +187,20 @@ def test_unreadable_trust_input_cancels_the_hashing(sharded: Path, tmp_path: Pat
         verify_bundle(sharded, tmp_path / "no-such-trust.json", prehash=pre)
     assert pre._stop.is_set()
     assert not pre._thread.is_alive()
+
+
+def test_pool_map_keeps_order_raises_first_failure_and_stops_early() -> None:
+    from sonic_registry.digest import pool_map
+
+    assert pool_map(lambda x: x * 2, list(range(50)), threads=2) == [x * 2 for x in range(50)]
+    started: list[int] = []
+
+    def fail_at_three(x: int) -> int:
+        started.append(x)
+        if x >= 3:
+            raise ValueError(f"item {x}")
+        return x
+
+    with pytest.raises(ValueError, match="item 3"):
+        pool_map(fail_at_three, list(range(1000)), threads=2)
+    assert len(started) < 1000  # no new item starts after a failure
