@@ -66,11 +66,16 @@ class Prehash:
         *,
         threads: int | None = None,
         progress: Progress | None = None,
+        serves: tuple[str, bool] = ("", True),
     ) -> None:
         self._jobs = jobs
         self._planned = frozenset(jobs)
         self._threads = threads
+        #: (real path of the bundle, prefer_blake3): the verify this hashing was started for.
+        self.serves = serves
         self._progress = progress
+        self._unreported = 0  # bytes hashed before a progress bar was attached
+        self._progress_lock = threading.Lock()
         self._stop = threading.Event()
         self._done: dict[_Key, ShardedDigest] = {}
         # While the main thread runs Python (imports, signature checks), a hashing
@@ -89,8 +94,23 @@ class Prehash:
     def _tick(self, n: int) -> None:
         if self._stop.is_set():
             raise _Cancelled
-        if self._progress is not None:
-            self._progress(n)
+        progress = self._progress
+        if progress is None:  # no bar attached yet (hashing started before the CLI loaded)
+            with self._progress_lock:
+                progress = self._progress
+                if progress is None:
+                    self._unreported += n
+                    return
+        progress(n)
+
+    def report_to(self, progress: Progress | None) -> None:
+        """Report hashed bytes to ``progress`` from now on (and those hashed until now)."""
+        if progress is None:
+            return
+        with self._progress_lock:
+            self._progress = progress
+            done, self._unreported = self._unreported, 0
+        progress(done)
 
     def _run(self) -> None:
         try:
@@ -123,8 +143,9 @@ class Prehash:
 def _subject_jobs(root: Path, statement: Any, *, by_blake3: bool) -> list[_Key]:
     """(real path, shard size, stat) of each regular, confined subject of the signed size.
 
-    ``by_blake3``: verify checks subjects with a signed BLAKE3 digest with it
-    (as :func:`.filecheck.check_files` decides), so they are left to verify.
+    ``by_blake3``: verify prefers BLAKE3, so subjects with a signed BLAKE3 digest
+    are left to it when the module is installed (as :func:`.filecheck.check_files`
+    decides); asked only then, since importing it costs start-up time.
     """
     real_root = os.path.realpath(root)
     jobs: list[_Key] = []
@@ -133,7 +154,7 @@ def _subject_jobs(root: Path, statement: Any, *, by_blake3: bool) -> list[_Key]:
         size, shards = ann.get("size"), ann.get("shards")
         if not isinstance(name, str) or type(size) is not int:
             continue
-        if by_blake3 and "blake3" in s.get("digest", {}):
+        if by_blake3 and "blake3" in s.get("digest", {}) and blake3_available():
             continue  # verify checks BLAKE3 instead: leave the file to it
         shard_size = shards.get("size") if isinstance(shards, dict) else size + 1
         if type(shard_size) is not int or shard_size <= 0:
@@ -154,11 +175,22 @@ def start_prehash(
     threads: int | None = None,
     progress: Progress | None = None,
     prefer_blake3: bool = True,
+    started: Prehash | None = None,
 ) -> Prehash | None:
     """Start hashing the subjects ``root/release.dsse.json`` lists; None if there is nothing.
 
-    ``prefer_blake3`` must be what the verify it serves is given.
+    ``prefer_blake3`` must be what the verify it serves is given. ``started``:
+    hashing begun earlier (by :mod:`sonic_registry.console`, before the
+    command line was parsed); it is returned, reporting to ``progress``, when
+    it was started for the same real folder and digest choice, and cancelled
+    otherwise.
     """
+    serves = (os.path.realpath(root), prefer_blake3)
+    if started is not None:
+        if started.serves == serves and threads is None:
+            started.report_to(progress)
+            return started
+        started.cancel()
     base = Path(root)
     try:
         raw = read_regular(base / ENVELOPE_NAME, MAX_ENVELOPE_BYTES + 1)  # never a FIFO
@@ -166,9 +198,9 @@ def start_prehash(
             return None
         # read as verify reads it (both base64 alphabets); InvalidManifest is a ValueError
         payload = b64decode_dsse(json.loads(raw)["payload"], field="payload", where="")
-        jobs = _subject_jobs(
-            base, json.loads(payload), by_blake3=prefer_blake3 and blake3_available()
-        )
+        jobs = _subject_jobs(base, json.loads(payload), by_blake3=serves[1])
     except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None
-    return Prehash(jobs, threads=threads, progress=progress) if jobs else None
+    if not jobs:
+        return None
+    return Prehash(jobs, threads=threads, progress=progress, serves=serves)

@@ -218,9 +218,16 @@ def verify(
     with progress_bar(lambda: tree_bytes(model_dir), "verifying") as prog:
         # Hashing starts first; the signature code is imported and the keys are
         # loaded beside it (verify_bundle uses the digests only if it passes).
-        from ..prehash import start_prehash
+        from ..prehash import Prehash, start_prehash
 
-        early = start_prehash(model_dir, progress=prog, prefer_blake3=digest == "auto")
+        # the console script may have started hashing before click loaded (console.py)
+        started = click.get_current_context().obj
+        early = start_prehash(
+            model_dir,
+            progress=prog,
+            prefer_blake3=digest == "auto",
+            started=started if isinstance(started, Prehash) else None,
+        )
         try:
             from ..bundle import verify_bundle
 
