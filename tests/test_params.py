@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from helpers import replace_in_file
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from sonic_install import WORKFLOWS
 
 from sonic_registry.cli import main
 from sonic_registry.errors import UsageError, VerificationError
@@ -434,3 +435,24 @@ def test_check_params_workflow_refuses_set_before_reading_the_workflow(tmp_path:
     )
     assert result.exit_code == 2, result.output
     assert "drop --set/--audio" in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--workflow", "W", "--release", "R"], "--release: does not apply with --workflow"),
+        (["--workflow", "W", "--allow-unsigned"], "--allow-unsigned: does not apply with"),
+        (["--release", "R", "--models-dir", "M"], "--models-dir: applies only with --workflow"),
+        (["--release", "R", "--no-builtin-catalog"], "--no-builtin-catalog: applies only"),
+    ],
+)
+def test_check_params_refuses_a_flag_it_would_ignore(
+    args: list[str], flag: str, tmp_path: Path
+) -> None:
+    """A flag that does not apply is one usage line (exit 2), before anything is read."""
+    workflow = WORKFLOWS / "smthemex-ComfyUI_Sonic" / "20250216.json"
+    paths = {"W": str(workflow), "R": str(tmp_path), "M": str(tmp_path)}
+    result = CliRunner().invoke(main, ["check-params", *[paths.get(a, a) for a in args]])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and f"error: {flag}" in result.stderr, result.stderr
+    assert result.stdout == ""

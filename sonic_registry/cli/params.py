@@ -108,6 +108,13 @@ def check_params_command(
         if name in params:
             raise UsageError("--set", f"{name} given twice")
         params[name] = value
+    _refuse_inapplicable(
+        workflow is not None,
+        release=release_dir is not None,
+        allow_unsigned=allow_unsigned,
+        models_dir=models_dir is not None,
+        no_builtin_catalog=no_builtin_catalog,
+    )
     if workflow is not None:
         # A usage error before the workflow is loaded and its files hashed.
         if params or audio is not None or duration is not None or model_version:
@@ -140,6 +147,29 @@ def check_params_command(
             f" ok, {len(report.warnings)} warning(s), {len(report.errors)} error(s)"
         )
     sys.exit(code)
+
+
+def _refuse_inapplicable(workflow: bool, **given: bool) -> None:
+    """One usage line (exit 2) for a flag that would be silently ignored: ``--release``
+    and ``--allow-unsigned`` choose the release for ``--set`` values, which a workflow
+    never uses (its ranges come from the release its files resolve to); ``--models-dir``
+    and ``--no-builtin-catalog`` only say how a workflow is resolved."""
+    from ..errors import UsageError
+
+    why = {
+        "release": "with --workflow the ranges are those of the release its files resolve "
+        "to (else the built-in catalog's published one); judge --set values against "
+        "--release instead",
+        "allow_unsigned": "it accepts an unsigned --release bundle; with --workflow the "
+        "ranges come from a signed release or the built-in catalog",
+    }
+    only_with = ("models_dir", "no_builtin_catalog")
+    for name, was_given in given.items():
+        flag = "--" + name.replace("_", "-")
+        if was_given and workflow and name in why:
+            raise UsageError(flag, f"does not apply with --workflow: {why[name]}")
+        if was_given and not workflow and name in only_with:
+            raise UsageError(flag, "applies only with --workflow FILE (how a workflow resolves)")
 
 
 def _release_of(
