@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ._common import echo, emit_json, handle_errors, json_option
-from .registry import registry_root_option, require_signed_option
+from .registry import SourceOptions, registry_root_option, require_signed_option
 from .release import load_trust, trust_options
 
 if TYPE_CHECKING:
@@ -115,6 +115,7 @@ def check_params_command(
         models_dir=models_dir is not None,
         no_builtin_catalog=no_builtin_catalog,
     )
+    source = SourceOptions(registry_location, trust_path, public_keys, no_builtin_catalog)
     if workflow is not None:
         # A usage error before the workflow is loaded and its files hashed.
         if params or audio is not None or duration is not None or model_version:
@@ -122,13 +123,11 @@ def check_params_command(
         report, channel = _workflow_report(
             workflow,
             models_dir,
-            (registry_location, trust_path, public_keys, no_builtin_catalog),
+            source,
             require_signed=require_signed,
         )
     else:
-        verified = _release_of(
-            model_version, release_dir, registry_location, trust_path, public_keys, allow_unsigned
-        )
+        verified = _release_of(model_version, release_dir, source, allow_unsigned)
         report = check_params(
             verified.release, params, audio=audio, duration=duration, audio_hint="--audio FILE"
         )
@@ -175,9 +174,7 @@ def _refuse_inapplicable(workflow: bool, **given: bool) -> None:
 def _release_of(
     model_version: tuple[str, ...],
     release_dir: Path | None,
-    registry_location: str | None,
-    trust_path: Path | None,
-    public_keys: tuple[Path, ...],
+    source: SourceOptions,
     allow_unsigned: bool,
 ) -> VerifiedStatement:
     """The release whose ranges count: --release DIR verified, or MODEL VERSION of --registry.
@@ -188,23 +185,23 @@ def _release_of(
     from ..bundle import verify_bundle
     from ..errors import UsageError
 
-    if (release_dir is None) == (registry_location is None):
+    if (release_dir is None) == (source.location is None):
         raise UsageError(
             "", "give either --release DIR, --registry REG MODEL VERSION or --workflow FILE"
         )
-    if registry_location is not None:
+    if source.location is not None:
         if len(model_version) != 2:
             raise UsageError("--registry", "expected MODEL VERSION after the options")
         from .registry import _open
 
-        with _open(registry_location, trust_path, public_keys) as reg:
+        with _open(source.location, source.trust_path, source.public_keys) as reg:
             return reg.get(*model_version)
     if model_version:
         raise UsageError("--release", f"unexpected arguments {' '.join(model_version)}")
     assert release_dir is not None
     return verify_bundle(
         release_dir,
-        load_trust(trust_path, public_keys),
+        load_trust(source.trust_path, source.public_keys),
         allow_unsigned=allow_unsigned,
         record_serial=False,
     )
@@ -213,7 +210,7 @@ def _release_of(
 def _workflow_report(
     workflow: Path,
     models_dir: Path | None,
-    source: tuple[str | None, Path | None, tuple[Path, ...], bool],
+    source: SourceOptions,
     *,
     require_signed: bool = False,
 ) -> tuple[Report, str]:
@@ -226,7 +223,7 @@ def _workflow_report(
     from .registry import open_known
 
     graph = load_graph(workflow)
-    with open_known(*source) as known:
+    with open_known(source) as known:
         if models_dir is not None:
             res = analyze_graph(graph, known, models_dir, check_params=False)
             if res.release is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from ..registry import Registry
     from ..registry.core import ReleaseSummary
 
-__all__ = ["doctor", "identify", "registry", "resolve"]
+__all__ = ["SourceOptions", "doctor", "identify", "open_known", "registry", "resolve"]
 
 #: doctor shows a progress bar (stderr) when stdout is a terminal and it hashes this much.
 DOCTOR_PROGRESS_BYTES = 1 << 30
@@ -109,20 +110,27 @@ def require_signed_option(fn: Any) -> Any:
     )(fn)
 
 
-def open_known(
-    location: str | None,
-    trust_path: Path | None,
-    public_keys: tuple[Path, ...],
-    no_builtin_catalog: bool,
-) -> KnownReleases:
+@dataclass(frozen=True)
+class SourceOptions:
+    """Where a command's releases come from, as its options gave it (named, not a tuple
+    whose order every caller must remember): ``--registry``, ``--trust``,
+    ``--public-key`` and ``--no-builtin-catalog``."""
+
+    location: str | None
+    trust_path: Path | None
+    public_keys: tuple[Path, ...]
+    no_builtin_catalog: bool = False
+
+
+def open_known(source: SourceOptions) -> KnownReleases:
     """The registry (when given) plus the built-in catalog (unless turned off)."""
     from ..catalog import load_catalog
     from ..known import KnownReleases
 
-    reg = _open(location, trust_path, public_keys) if location else None
-    if reg is None and no_builtin_catalog:
+    reg = _open(source.location, source.trust_path, source.public_keys) if source.location else None
+    if reg is None and source.no_builtin_catalog:
         raise UsageError("--no-builtin-catalog", "give --registry: no other source of releases")
-    return KnownReleases(reg, None if no_builtin_catalog else load_catalog())
+    return KnownReleases(reg, None if source.no_builtin_catalog else load_catalog())
 
 
 def _warn_problems(reg: Registry | KnownReleases, json_output: bool) -> None:
@@ -355,7 +363,9 @@ def identify(
     """
     from ..identify import identify_files
 
-    with open_known(registry_location, trust_path, public_keys, no_builtin_catalog) as reg:
+    with open_known(
+        SourceOptions(registry_location, trust_path, public_keys, no_builtin_catalog)
+    ) as reg:
         found = identify_files(files, reg, stat_cache=_stat_cache(stat_cache))
         _warn_problems(reg, json_output)
     refused = _signed_policy(found, require_signed)
@@ -419,7 +429,9 @@ def resolve(
 
     g = load_graph(graph)
     cache = _stat_cache(stat_cache)
-    with open_known(registry_location, trust_path, public_keys, no_builtin_catalog) as reg:
+    with open_known(
+        SourceOptions(registry_location, trust_path, public_keys, no_builtin_catalog)
+    ) as reg:
         res = analyze_graph(
             g,
             reg,
@@ -481,7 +493,9 @@ def doctor(
     files = find_weight_files(models_dir)
     total = total_bytes(files)
     with (
-        open_known(registry_location, trust_path, public_keys, no_builtin_catalog) as reg,
+        open_known(
+            SourceOptions(registry_location, trust_path, public_keys, no_builtin_catalog)
+        ) as reg,
         progress_bar(
             total, "hashing", min_bytes=DOCTOR_PROGRESS_BYTES, terminal=sys.stdout
         ) as progress,
