@@ -24,8 +24,12 @@ from .timing import Sample, interleave, run_process
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+#: The tree's console script (``sonic_registry.console.run``; ``cli.main`` before it existed).
 _ENTRY = (
-    "import sys; sys.path.insert(0, sys.argv.pop(1)); from sonic_registry.cli import main; main()"
+    "import sys; sys.path.insert(0, sys.argv.pop(1))\n"
+    "try:\n    from sonic_registry.console import run\n"
+    "except ImportError:\n    from sonic_registry.cli import main as run\n"
+    "run()"
 )
 
 

@@ -22,11 +22,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from .constants import RACY_SECONDS
 from .errors import UnreadableInputError
+from .workpool import default_threads, pool_map
 
 __all__ = [
     "CHUNK_SIZE",
@@ -34,16 +36,15 @@ __all__ = [
     "DigestSource",
     "FileDigest",
     "KnownDigests",
+    "ShardPlan",
     "ShardedDigest",
     "StatCache",
     "blake3_available",
     "blake3_file",
-    "default_threads",
     "hash_file",
     "hash_files",
     "hash_range",
     "hash_with_cache",
-    "pool_map",
     "sharded_digests",
 ]
 
@@ -53,8 +54,6 @@ CHUNK_SIZE = 1 << 20
 SHARD_SIZE = 64 << 20
 
 Progress = Callable[[int], None]
-_T = TypeVar("_T")
-_R = TypeVar("_R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,21 +76,6 @@ class ShardedDigest:
     @property
     def file(self) -> FileDigest:
         return FileDigest(self.sha256, self.size)
-
-
-def default_threads() -> int:
-    """One hashing thread per usable core (hashlib releases the GIL).
-
-    ``SONIC_REGISTRY_THREADS=N`` overrides it (benchmarks compare 1 vs 2
-    threads; a shared CI box may want fewer); an unusable value is ignored.
-    """
-    env = os.environ.get("SONIC_REGISTRY_THREADS", "")
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _open(path: Path) -> int:
@@ -194,53 +178,6 @@ def hash_file(path: str | Path, *, progress: Progress | None = None) -> FileDige
     return FileDigest(digest, size)
 
 
-def pool_map(fn: Callable[[_T], _R], items: Sequence[_T], threads: int | None = None) -> list[_R]:
-    """``[fn(item) for item in items]`` on the hashing threads, results in input order.
-
-    The one pool every hasher uses (whole files, shards, OMS resources): at most
-    ``threads`` (default :func:`default_threads`) workers, none for one item.
-    Items are taken in input order; after one fails no new item starts, and the
-    failure of the first failing item (in input order) is raised, as
-    ``ThreadPoolExecutor.map`` would raise it.
-
-    Plain threads rather than :mod:`concurrent.futures`: importing it (and the
-    :mod:`logging` it pulls in) costs about 6 ms of CPU on the path before
-    ``verify`` hashes its first byte (``python -X importtime``), which on two
-    cores is time the hashing waits for.
-    """
-    workers = min(len(items), threads or default_threads())
-    if workers <= 1:
-        return [fn(item) for item in items]
-    results: list[Any] = [None] * len(items)
-    failures: list[tuple[int, BaseException]] = []
-    lock = threading.Lock()
-    todo = iter(range(len(items)))
-
-    def work() -> None:
-        while True:
-            with lock:
-                i = None if failures else next(todo, None)
-            if i is None:
-                return
-            try:
-                results[i] = fn(items[i])
-            except BaseException as exc:  # re-raised below, in the calling thread
-                with lock:
-                    failures.append((i, exc))
-                return
-
-    pool = [
-        threading.Thread(target=work, name=f"sonic-hash_{k}", daemon=True) for k in range(workers)
-    ]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    if failures:
-        raise min(failures, key=lambda f: f[0])[1]
-    return results
-
-
 def hash_files(
     paths: Iterable[str | Path],
     *,
@@ -265,6 +202,65 @@ def _size_or_zero(path: Path) -> int:
         return 0
 
 
+class ShardPlan:
+    """The byte ranges :func:`sharded_digests` hashes, and how their digests make the result.
+
+    Files no larger than one shard get no shard list: their whole digest is as
+    cheap. Tasks are ordered longest first so no long one starts last.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        shard_size: int | Sequence[int] = SHARD_SIZE,
+        whole: bool = True,
+        sizes: Sequence[int] | None = None,
+    ) -> None:
+        self.paths = [Path(p) for p in paths]
+        self.sizes = list(sizes) if sizes is not None else [_stat_size(p) for p in self.paths]
+        n = len(self.paths)
+        self.shard_sizes = [shard_size] * n if isinstance(shard_size, int) else list(shard_size)
+        #: (file index, shard index or -1 for the whole file, start, length or -1 to EOF)
+        self.tasks: list[tuple[int, int, int, int]] = []
+        for i, size in enumerate(self.sizes):
+            step = self.shard_sizes[i]
+            if size > step:
+                for k, start in enumerate(range(0, size, step)):
+                    self.tasks.append((i, k, start, min(step, size - start)))
+            if whole or size <= step:
+                self.tasks.append((i, -1, 0, -1))
+        self.tasks.sort(key=lambda t: -(self.sizes[t[0]] if t[3] < 0 else t[3]))
+
+    def hash_task(
+        self, task: tuple[int, int, int, int], progress: Progress | None = None
+    ) -> tuple[int, int, str, int]:
+        """Hash one task's range: (file index, shard index, hex digest, bytes read)."""
+        i, k, start, length = task
+        hexdigest, n = hash_range(
+            self.paths[i], start, None if length < 0 else length, progress=progress
+        )
+        return i, k, hexdigest, n
+
+    def digests(self, results: Iterable[tuple[int, int, str, int]]) -> list[ShardedDigest]:
+        """Each file's :class:`ShardedDigest` from the results of every task, in path order."""
+        whole_hex: dict[int, tuple[str, int]] = {}
+        shard_hex: dict[int, dict[int, str]] = {}
+        for i, k, hexdigest, n in results:
+            if k < 0:
+                whole_hex[i] = (hexdigest, n)
+            else:
+                shard_hex.setdefault(i, {})[k] = hexdigest
+        out = []
+        for i, size in enumerate(self.sizes):
+            shards = tuple(v for _, v in sorted(shard_hex.get(i, {}).items()))
+            digest, n = whole_hex.get(i, ("", size))
+            out.append(
+                ShardedDigest(digest, n if i in whole_hex else size, self.shard_sizes[i], shards)
+            )
+        return out
+
+
 def sharded_digests(
     paths: Sequence[str | Path],
     *,
@@ -275,43 +271,10 @@ def sharded_digests(
 ) -> list[ShardedDigest]:
     """Shard digests of every file (and the whole-file digest when ``whole``), in parallel.
 
-    Files no larger than one shard get no shard list: their whole digest is as
-    cheap. Verification passes ``whole=False`` for files that have signed shards.
+    Verification passes ``whole=False`` for files that have signed shards.
     """
-    items = [Path(p) for p in paths]
-    sizes = [_stat_size(p) for p in items]
-    per_file = [shard_size] * len(items) if isinstance(shard_size, int) else list(shard_size)
-    tasks: list[tuple[int, int, int, int]] = []  # (file index, shard index, start, length)
-    for i, size in enumerate(sizes):
-        step = per_file[i]
-        if size > step:
-            for k, start in enumerate(range(0, size, step)):
-                tasks.append((i, k, start, min(step, size - start)))
-        if whole or size <= step:
-            tasks.append((i, -1, 0, -1))
-    tasks.sort(key=lambda t: -(sizes[t[0]] if t[3] < 0 else t[3]))
-
-    def run(task: tuple[int, int, int, int]) -> tuple[int, int, str, int]:
-        i, k, start, length = task
-        hexdigest, n = hash_range(
-            items[i], start, None if length < 0 else length, progress=progress
-        )
-        return i, k, hexdigest, n
-
-    results = pool_map(run, tasks, threads)
-    whole_hex: dict[int, tuple[str, int]] = {}
-    shard_hex: dict[int, dict[int, str]] = {}
-    for i, k, hexdigest, n in results:
-        if k < 0:
-            whole_hex[i] = (hexdigest, n)
-        else:
-            shard_hex.setdefault(i, {})[k] = hexdigest
-    out = []
-    for i, size in enumerate(sizes):
-        shards = tuple(v for _, v in sorted(shard_hex.get(i, {}).items()))
-        digest, n = whole_hex.get(i, ("", size))
-        out.append(ShardedDigest(digest, n if i in whole_hex else size, per_file[i], shards))
-    return out
+    plan = ShardPlan(paths, shard_size=shard_size, whole=whole)
+    return plan.digests(pool_map(partial(plan.hash_task, progress=progress), plan.tasks, threads))
 
 
 def _stat_size(path: Path) -> int:

@@ -28,15 +28,17 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from .canonical import b64decode_dsse
 from .confine import confined
 from .constants import ENVELOPE_NAME, MAX_ENVELOPE_BYTES
-from .digest import ShardedDigest, blake3_available, sharded_digests
+from .digest import ShardedDigest, ShardPlan, blake3_available
 from .errors import SonicRegistryError
 from .fileio import read_regular
+from .workpool import WorkPool, default_threads
 
 __all__ = ["Prehash", "start_prehash"]
 
@@ -58,7 +60,12 @@ def stat_key(real: str, shard_size: int, st: os.stat_result) -> _Key:
 
 
 class Prehash:
-    """Digests being computed in the background for the files a bundle's envelope lists."""
+    """Digests being computed in the background for the files a bundle's envelope lists.
+
+    Hashing runs on one thread fewer than the cores while the calling thread
+    imports the signature code and checks signatures; :meth:`take` then makes
+    the calling thread hash what is left (:class:`.workpool.WorkPool`).
+    """
 
     def __init__(
         self,
@@ -70,26 +77,32 @@ class Prehash:
     ) -> None:
         self._jobs = jobs
         self._planned = frozenset(jobs)
-        self._threads = threads
         #: (real path of the bundle, prefer_blake3): the verify this hashing was started for.
         self.serves = serves
         self._progress = progress
         self._unreported = 0  # bytes hashed before a progress bar was attached
         self._progress_lock = threading.Lock()
         self._stop = threading.Event()
-        self._done: dict[_Key, ShardedDigest] = {}
+        self._done: dict[_Key, ShardedDigest] | None = None
         # While the main thread runs Python (imports, signature checks), a hashing
         # thread that finished a chunk waits for the GIL up to the switch
         # interval (5 ms by default, for ~0.6 ms of hashing per chunk): shorten it
         # until the digests are taken.
         self._interval = sys.getswitchinterval()
         sys.setswitchinterval(min(self._interval, SWITCH_INTERVAL))
-        self._thread = threading.Thread(target=self._run, name="sonic-prehash", daemon=True)
-        self._thread.start()
-
-    def _join(self) -> None:
-        self._thread.join()
-        sys.setswitchinterval(self._interval)
+        self._plan = ShardPlan(
+            [job[0] for job in jobs],
+            shard_size=[job[1] for job in jobs],
+            sizes=[job[4] for job in jobs],
+            whole=False,
+        )
+        workers = min(len(self._plan.tasks), threads or default_threads())
+        self._join_in = workers > 1
+        self._pool = WorkPool(
+            partial(self._plan.hash_task, progress=self._tick),
+            self._plan.tasks,
+            background=max(1, workers - 1),
+        )
 
     def _tick(self, n: int) -> None:
         if self._stop.is_set():
@@ -112,32 +125,38 @@ class Prehash:
             done, self._unreported = self._unreported, 0
         progress(done)
 
-    def _run(self) -> None:
-        try:
-            digests = sharded_digests(
-                [job[0] for job in self._jobs],
-                shard_size=[job[1] for job in self._jobs],
-                whole=False,
-                threads=self._threads,
-                progress=self._tick,
-            )
-        except (_Cancelled, SonicRegistryError, OSError):
-            return  # verify hashes (and reports) whatever is missing here
-        self._done = dict(zip(self._jobs, digests, strict=True))
+    def _finish(self) -> dict[_Key, ShardedDigest]:
+        if self._done is None:
+            try:
+                results = self._pool.finish(join_in=self._join_in)
+                self._done = dict(zip(self._jobs, self._plan.digests(results), strict=True))
+            except (_Cancelled, SonicRegistryError, OSError):
+                self._done = {}  # verify hashes (and reports) whatever is missing here
+            finally:
+                sys.setswitchinterval(self._interval)
+        return self._done
 
     def take(self, real: str, shard_size: int, st: os.stat_result) -> ShardedDigest | None:
-        """The digest of ``real`` hashed here, if it is still the file ``st`` describes."""
-        self._join()
-        return self._done.get(stat_key(real, shard_size, st))
+        """The digest of ``real`` hashed here, if it is still the file ``st`` describes.
+
+        The first call hashes, in the calling thread too, whatever is not hashed yet.
+        """
+        return self._finish().get(stat_key(real, shard_size, st))
 
     def covers(self, real: str, shard_size: int, st: os.stat_result) -> bool:
         """Whether ``take`` will answer for this file (then it is not hashed again)."""
         return stat_key(real, shard_size, st) in self._planned
 
+    @property
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` stopped this hashing (and no thread of it still runs)."""
+        return self._stop.is_set() and not self._pool.busy
+
     def cancel(self) -> None:
         """Stop hashing (the signatures failed): each thread stops after its current read."""
         self._stop.set()
-        self._join()
+        self._pool.stop(_Cancelled())
+        self._finish()
 
 
 def _subject_jobs(root: Path, statement: Any, *, by_blake3: bool) -> list[_Key]:

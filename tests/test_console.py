@@ -10,6 +10,7 @@ non-daemon threads are still honoured.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -106,7 +107,7 @@ def test_unclaimed_early_hashing_is_stopped(
     assert code == 2 and used == []
     early = started[0]
     assert early is not None
-    assert early._stop.is_set() and not early._thread.is_alive()
+    assert early.cancelled
 
 
 def test_start_prehash_adopts_only_for_the_same_folder_and_digest_choice(
@@ -117,10 +118,10 @@ def test_start_prehash_adopts_only_for_the_same_folder_and_digest_choice(
     assert early is not None
     assert start_prehash(a, started=early) is early
     other = start_prehash(a, prefer_blake3=False, started=early)
-    assert other is not early and early._stop.is_set()
+    assert other is not early and early.cancelled
     assert other is not None
     third = start_prehash(b, started=other)
-    assert third is not other and other._stop.is_set()
+    assert third is not other and other.cancelled
 
 
 def test_progress_attached_late_gets_the_bytes_already_hashed(
@@ -129,14 +130,18 @@ def test_progress_attached_late_gets_the_bytes_already_hashed(
     root = make_bundle()
     early = start_prehash(root)
     assert early is not None
-    early._join()  # everything hashed before any progress bar exists
-    seen: list[int] = []
-    early.report_to(seen.append)
     listed = json.loads(
         prehash_mod.b64decode_dsse(
             json.loads((root / "release.dsse.json").read_text())["payload"], field="", where=""
         )
     )
+    first = listed["subject"][0]
+    real = os.path.realpath(root / first["name"])
+    size = first["annotations"]["size"]
+    # take() finishes all the hashing, before any progress bar exists
+    assert early.take(real, size + 1, os.stat(real)) is not None
+    seen: list[int] = []
+    early.report_to(seen.append)
     assert sum(seen) == sum(s["annotations"]["size"] for s in listed["subject"])
 
 

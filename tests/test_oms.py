@@ -338,7 +338,7 @@ def test_export_never_overwrites_a_weight_file(tmp_path: Path, ec_key: Keys) -> 
 def test_shard_digests_use_the_shared_hash_pool(
     tmp_path: Path, ec_key: Keys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """OMS shard hashing runs on digest.pool_map (one pool, one thread setting)."""
+    """OMS shard hashing runs on workpool.pool_map (one pool, one thread setting)."""
     import sonic_registry.interop._oms_tree as oms_tree
 
     seen: list[tuple[int, int | None]] = []

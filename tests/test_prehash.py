@@ -124,8 +124,7 @@ def test_failed_signatures_cancel_the_hashing(sharded: Path, make_key: Callable[
     assert pre is not None
     with pytest.raises(UnsignedReleaseError, match="signed by unknown key"):
         verify_bundle(sharded, TrustStore().with_pinned([stranger]), prehash=pre)
-    assert pre._stop.is_set()  # cancelled, not merely joined (join alone ends the thread too)
-    assert not pre._thread.is_alive()
+    assert pre.cancelled  # cancelled, not merely joined (join alone ends the threads too)
 
 
 def test_no_envelope_or_an_unreadable_one_prehashes_nothing(
@@ -185,12 +184,11 @@ def test_unreadable_trust_input_cancels_the_hashing(sharded: Path, tmp_path: Pat
     assert pre is not None
     with pytest.raises(SonicRegistryError):
         verify_bundle(sharded, tmp_path / "no-such-trust.json", prehash=pre)
-    assert pre._stop.is_set()
-    assert not pre._thread.is_alive()
+    assert pre.cancelled
 
 
 def test_pool_map_keeps_order_raises_first_failure_and_stops_early() -> None:
-    from sonic_registry.digest import pool_map
+    from sonic_registry.workpool import pool_map
 
     assert pool_map(lambda x: x * 2, list(range(50)), threads=2) == [x * 2 for x in range(50)]
     started: list[int] = []
