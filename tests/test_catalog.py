@@ -12,12 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from importlib import resources
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+import sonic_registry
 from sonic_registry.catalog import LABEL, label_text, load_catalog, parse_catalog
 from sonic_registry.cli import main
 from sonic_registry.doctor import diagnose
@@ -376,3 +378,26 @@ def test_every_real_workflow_gets_a_clear_verdict(tmp_path: Path, workflow: str)
         assert "internal error" not in out.output, out.output
         assert out.exception is None or isinstance(out.exception, SystemExit), out.output
         assert out.output.strip(), "a verdict says something"
+
+
+@pytest.mark.parametrize("bad", ["AB" * 32, "ab" * 32 + "\n", "ab" * 31, 5, ["ab" * 32]])
+def test_catalog_refuses_a_digest_that_is_not_64_lowercase_hex(bad: object) -> None:
+    """One check (hexdigest.is_sha256_hex): a number or a list is refused in the same
+    words as a short digest, not an internal error."""
+    doc = json.loads(
+        resources.files("sonic_registry.catalog").joinpath("sonic-2025.1.14.json").read_bytes()
+    )
+    doc["components"]["unet"]["sha256"] = bad
+    with pytest.raises(ValueError, match="unet: sha256 is not 64 lower-case hex"):
+        parse_catalog([json.dumps(doc).encode()])
+
+
+def test_one_definition_of_a_sha256_written_as_text() -> None:
+    """The 64-hex pattern is defined once (sonic_registry/hexdigest.py), not per module."""
+    package = Path(sonic_registry.__file__).parent
+    defining = sorted(
+        p.relative_to(package).as_posix()
+        for p in package.rglob("*.py")
+        if re.search(r"re\.compile\(r?\"\[0-9a-f(A-F)?\]\{64\}\"\)", p.read_text("utf-8"))
+    )
+    assert defining == ["hexdigest.py"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from filelock import Timeout
 from ..canonical import canonical_bytes, loads_strict
 from ..errors import InvalidManifest, UnreadableInputError, UsageError
 from ..fileio import atomic_write_bytes, fsync_directory, reading
+from ..hexdigest import is_sha256_hex
 from ..locks import file_lock
 
 if TYPE_CHECKING:
@@ -49,7 +49,6 @@ __all__ = [
 DEFAULT_LOG = "generations.jsonl"
 #: ``prev`` of the first record.
 GENESIS = "0" * 64
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _RESERVED = ("seq", "prev")
 _TAIL_CHUNK = 64 * 1024
 
@@ -127,7 +126,7 @@ def parse_line(line: bytes) -> Record:
     seq, prev = obj.get("seq"), obj.get("prev")
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
         raise BadLine("edited", f"seq: expected an integer >= 1, found {seq!r}")
-    if not isinstance(prev, str) or not _HEX64.fullmatch(prev):
+    if not is_sha256_hex(prev):
         raise BadLine("edited", f"prev: expected 64 hex digits, found {prev!r}")
     # A record is hashed as written; a hand edit that keeps the data but not the
     # canonical bytes (re-indenting, re-ordering keys) still changes the hash.

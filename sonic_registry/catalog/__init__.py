@@ -39,13 +39,14 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import PurePosixPath
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
+
+from ..hexdigest import is_sha256_hex
 
 if TYPE_CHECKING:
     from ..manifest import Release
@@ -62,7 +63,6 @@ __all__ = [
 
 #: The channel of a catalog match: matches the published files, not signed.
 LABEL = "published"
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def label_text() -> str:
@@ -194,7 +194,7 @@ class Catalog:
 
 def _parse_file(release: PublishedRelease, role: str, spec: Mapping[str, Any]) -> PublishedFile:
     sha = spec.get("sha256")
-    if sha is not None and not _HEX64.fullmatch(sha):
+    if sha is not None and not is_sha256_hex(sha):
         raise ValueError(f"catalog {release.key} {role}: sha256 is not 64 lower-case hex")
     return PublishedFile(
         release=release,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import click
@@ -12,11 +11,11 @@ from .release import load_trust, trust_options
 
 __all__ = ["convert"]
 
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-
 
 def _sha256_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    if value is not None and not _HEX64.fullmatch(value):
+    from ..hexdigest import is_sha256_hex
+
+    if value is not None and not is_sha256_hex(value.lower()):
         raise click.BadParameter(f"expected 64 hex digits, found {value!r}")
     return value.lower() if value else None
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from ..canonical import canonical_bytes, loads_strict
 from ..errors import InvalidManifest
+from ..hexdigest import is_sha256_hex
 from ..signing import b64decode_dsse
 
 __all__ = [
@@ -62,7 +63,6 @@ SINGLE_FILE = "."
 #: model_signing always leaves these out of a model (unless told otherwise).
 GIT_PATHS = (".git", ".gitattributes", ".github", ".gitignore")
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 #: Most certificates a bundle's chain may carry (leaf, intermediates).
 _MAX_CHAIN = 16
 _OFFSET = re.compile(r"0|[1-9][0-9]*")
@@ -323,7 +323,7 @@ class OmsStatement:
         digest = subject.get("digest")
         root = digest.get("sha256") if isinstance(digest, dict) else None
         _expect(
-            isinstance(root, str) and bool(_HEX64.fullmatch(root)),
+            is_sha256_hex(root),
             "subject.0.digest.sha256",
             "expected 64 lowercase hex digits",
             where,
@@ -348,7 +348,7 @@ class OmsStatement:
                 where,
             )
             _expect(
-                isinstance(value, str) and bool(_HEX64.fullmatch(value)),
+                is_sha256_hex(value),
                 f"{field}.digest",
                 "expected 64 lowercase hex digits",
                 where,
@@ -406,7 +406,7 @@ class OmsStatement:
             check_relative_path(name, f"{field}.name", where)
             _expect(name not in seen, f"{field}.name", f"duplicate subject {name!r}", where)
             _expect(
-                isinstance(value, str) and bool(_HEX64.fullmatch(value)),
+                is_sha256_hex(value),
                 f"{field}.digest.sha256",
                 "expected 64 lowercase hex digits",
                 where,
