@@ -32,6 +32,7 @@ __all__ = [
     "diagnose",
     "find_weight_files",
     "link_root",
+    "link_target",
     "total_bytes",
 ]
 
@@ -99,6 +100,14 @@ def link_root(models_dir: str | Path) -> Path:
     return real
 
 
+def link_target(link: Path, root: str | Path) -> Path | None:
+    """The file ``link`` leads to when it stays inside :func:`link_root` of ``root``
+    (a Hugging Face snapshot's blob), else None: a link that leaves the folder, or
+    dangles, is never followed. The one rule ``identify`` and ``doctor`` share."""
+    target = link.resolve()
+    return target if target.is_relative_to(link_root(root)) and target.is_file() else None
+
+
 def find_weight_files(models_dir: str | Path) -> list[Path]:
     """Every weight file under ``models_dir`` (hidden folders such as .git/.cache skipped).
 
@@ -138,18 +147,14 @@ def total_bytes(paths: list[Path]) -> int:
 def _followed(paths: list[Path], root: Path) -> tuple[list[Path], dict[Path, Path]]:
     """The files to hash (a link's target when it stays inside the link root), and
     each link that leaves it (or dangles), with its target."""
-    inside = link_root(root)
     to_hash: list[Path] = []
     outside: dict[Path, Path] = {}
     for p in paths:
-        if not p.is_symlink():
-            to_hash.append(p)
-            continue
-        target = p.resolve()
-        if target.is_relative_to(inside) and target.is_file():
-            to_hash.append(target)
+        target = link_target(p, root) if p.is_symlink() else p
+        if target is None:
+            outside[p] = p.resolve()
         else:
-            outside[p] = target
+            to_hash.append(target)
     return to_hash, outside
 
 

@@ -227,12 +227,12 @@ def _check_file(path: Path) -> Path:
     if not path.is_file():
         raise UnreadableInputError(str(path), "not a regular file")
     if path.is_symlink():
-        from .doctor import link_root
+        from .doctor import link_target
 
-        target = path.resolve()
-        if not target.is_relative_to(link_root(path.parent)):
+        target = link_target(path, path.parent)
+        if target is None:
             raise UnreadableInputError(
-                str(path), f"a link to {target}, outside its folder: not followed"
+                str(path), f"a link to {path.resolve()}, outside its folder: not followed"
             )
         return target
     return path

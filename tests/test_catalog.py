@@ -22,7 +22,7 @@ from click.testing import CliRunner
 import sonic_registry
 from sonic_registry.catalog import LABEL, label_text, load_catalog, parse_catalog
 from sonic_registry.cli import main
-from sonic_registry.doctor import diagnose
+from sonic_registry.doctor import diagnose, link_target
 from sonic_registry.identify import identify_files
 from sonic_registry.known import KnownReleases
 from sonic_registry.lfs import format_pointer
@@ -241,6 +241,26 @@ def test_hf_cache_snapshot_links_followed_only_inside_the_cache(tmp_path: Path) 
     assert ident.status == "published" and ident.path == str(snap / "audio2token.pth")
     out = CliRunner().invoke(main, ["identify", str(snap / "unet.pth")])
     assert out.exit_code == 2 and "not followed" in out.stderr
+
+
+def test_one_link_rule_for_identify_and_doctor(tmp_path: Path) -> None:
+    """doctor.link_target: a snapshot link may reach its own cache repo's blobs/, never
+    another repo's, and a dangling link is never followed; identify asks the same."""
+    repo = tmp_path / "hub/models--LeonJoe13--Sonic"
+    blob = _write(repo / "blobs" / "a", _junk("a"))
+    other = _write(tmp_path / "hub/models--someone--else/blobs/b", _junk("b"))
+    snap = repo / "snapshots/0123abc"
+    snap.mkdir(parents=True)
+    for name, target in (("own", blob), ("other", other), ("gone", repo / "blobs/gone")):
+        (snap / name).symlink_to(os.path.relpath(target, snap))
+    assert link_target(snap / "own", snap) == blob.resolve()
+    assert link_target(snap / "other", snap) is None
+    assert link_target(snap / "gone", snap) is None
+    assert link_target(snap / "own", tmp_path / "elsewhere") is None
+    found = identify_files([snap / "own"], KnownReleases(None, parse_catalog([])))
+    assert found[0].sha256 == hashlib.sha256(_junk("a")).hexdigest()
+    out = CliRunner().invoke(main, ["identify", str(snap / "other")])
+    assert out.exit_code == 2 and "outside its folder: not followed" in out.stderr
 
 
 # --- resolve: a verdict, never an internal error ----------------------------------------------
