@@ -11,10 +11,18 @@ from typing import Any
 
 import pytest
 from helpers import SONIC_ROLES, Keys, release_toml, weight_bytes, write_safetensors
+from sonic_install import WORKFLOWS
 
 from sonic_registry.bundle import sign_bundle
 from sonic_registry.signing import generate_key, save_private_key
 from sonic_registry.trust import TrustStore
+
+
+@pytest.fixture
+def good_workflow() -> Path:
+    """smthemex-ComfyUI_Sonic's real 20250216.json (UI format; use_interframe on, fps 25,
+    min_resolution 512): the workflow every check accepts with the published files."""
+    return WORKFLOWS / "smthemex-ComfyUI_Sonic" / "20250216.json"
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sonic_install import WORKFLOWS
 from test_one_judgement import published_tree  # noqa: F401  (fixture)
 
 from sonic_registry.catalog import load_catalog
@@ -17,12 +16,11 @@ from sonic_registry.params import check_graph_params
 from sonic_registry.precommit import main as hook_main
 from sonic_registry.resolver import load_graph
 
-GOOD = WORKFLOWS / "smthemex-ComfyUI_Sonic" / "20250216.json"  # use_interframe True, fps 25
 
-
-def variant(tmp_path: Path, *, interframe: bool, fps: float) -> Path:
-    """The real 20250216.json with SONICTLoader's use_interframe and SONICSampler's fps set."""
-    doc = json.loads(GOOD.read_text())
+def variant(good: Path, tmp_path: Path, *, interframe: bool, fps: float) -> Path:
+    """The real 20250216.json (``good``) with SONICTLoader's use_interframe and
+    SONICSampler's fps set."""
+    doc = json.loads(good.read_text())
     for node in doc["nodes"]:
         if node["type"] == "SONICTLoader":
             node["widgets_values"][2] = interframe
@@ -39,27 +37,28 @@ def _fps(path: Path) -> tuple[str, str]:
     return item.status, item.message
 
 
-def test_fps_follows_frame_interpolation(tmp_path: Path) -> None:
-    assert load_graph(GOOD).interframe is True
-    assert _fps(GOOD)[0] == "ok"
-    status, message = _fps(variant(tmp_path, interframe=False, fps=25))
+def test_fps_follows_frame_interpolation(tmp_path: Path, good_workflow: Path) -> None:
+    assert load_graph(good_workflow).interframe is True  # and fps 25
+    assert _fps(good_workflow)[0] == "ok"
+    status, message = _fps(variant(good_workflow, tmp_path, interframe=False, fps=25))
     assert status == "error" and "\n" not in message
     assert message.startswith("fps=25") and message.endswith("use fps=12.5"), message
-    assert _fps(variant(tmp_path, interframe=False, fps=12.5))[0] == "ok"
-    status, message = _fps(variant(tmp_path, interframe=True, fps=12.5))
+    assert _fps(variant(good_workflow, tmp_path, interframe=False, fps=12.5))[0] == "ok"
+    status, message = _fps(variant(good_workflow, tmp_path, interframe=True, fps=12.5))
     assert status == "error" and message.endswith("use fps=25"), message
 
 
 def test_resolve_hook_and_check_params_apply_the_fps_rule(
     tmp_path: Path,
+    good_workflow: Path,
     published_tree: Path,  # noqa: F811
     trust_file: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     runner = CliRunner()
     models = ["--models-dir", str(published_tree)]
-    bad = variant(tmp_path, interframe=False, fps=25)
-    good = variant(tmp_path, interframe=False, fps=12.5)
+    bad = variant(good_workflow, tmp_path, interframe=False, fps=25)
+    good = variant(good_workflow, tmp_path, interframe=False, fps=12.5)
     resolved = runner.invoke(main, ["resolve", str(bad), *models])
     assert resolved.exit_code == 1 and "use fps=12.5" in resolved.stderr, resolved.output
     checked = runner.invoke(main, ["check-params", "--workflow", str(bad), *models])

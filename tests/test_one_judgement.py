@@ -40,7 +40,7 @@ def published_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_resolve_hook_and_check_params_give_the_same_params_verdict(
-    published_tree: Path, trust_file: Path, capsys: pytest.CaptureFixture[str]
+    published_tree: Path, trust_file: Path, capsys: pytest.CaptureFixture[str], good_workflow: Path
 ) -> None:
     runner = CliRunner()
     models = ["--models-dir", str(published_tree)]
@@ -54,16 +54,16 @@ def test_resolve_hook_and_check_params_give_the_same_params_verdict(
     code = hook_main(["workflows", "--trust", str(trust_file), *models, str(EXAMPLE)])
     assert code == 1 and REFUSAL in capsys.readouterr().out
     # And a workflow in range passes all three.
-    good = WORKFLOWS / "smthemex-ComfyUI_Sonic" / "20250216.json"
+    good = good_workflow
     assert runner.invoke(main, ["resolve", str(good), *models]).exit_code == 0
     assert runner.invoke(main, ["check-params", "--workflow", str(good), *models]).exit_code == 0
     assert hook_main(["workflows", "--trust", str(trust_file), *models, str(good)]) == 0
 
 
 def test_a_swapped_fixed_path_file_changes_resolve_and_hook(
-    published_tree: Path, trust_file: Path, capsys: pytest.CaptureFixture[str]
+    published_tree: Path, trust_file: Path, capsys: pytest.CaptureFixture[str], good_workflow: Path
 ) -> None:
-    good = WORKFLOWS / "smthemex-ComfyUI_Sonic" / "20250216.json"
+    good = good_workflow
     models = ["--models-dir", str(published_tree)]
     assert hook_main(["workflows", "--trust", str(trust_file), *models, str(good)]) == 0
     (published_tree / "sonic/audio2token.pth").write_bytes(b"swapped" * 100)
@@ -159,14 +159,14 @@ def test_verify_model_refuses_a_bundle_of_another_model(
 
 
 def test_a_release_of_another_model_never_satisfies_a_sonic_graph(
-    tmp_path: Path, make_bundle: Callable[..., Path], trust_file: Path
+    tmp_path: Path, make_bundle: Callable[..., Path], trust_file: Path, good_workflow: Path
 ) -> None:
     from sonic_install import SONIC_FILES, install
 
     dice = make_bundle("dice", model="dicetalk", version="1.0.0", files=SONIC_FILES)
     reg = make_registry(tmp_path / "reg", trust_file, [dice])
     models = install(dice, tmp_path / "models")
-    graph = load_graph(WORKFLOWS / "smthemex-ComfyUI_Sonic" / "20250216.json")
+    graph = load_graph(good_workflow)
     assert graph.model == "sonic"
     res = analyze_graph(graph, reg, models)
     assert res.release is not None and res.release.release.model == "dicetalk"
@@ -180,6 +180,7 @@ def test_whisper_tiny_is_an_input_of_sonic_predata(
     make_bundle: Callable[..., Path],
     trust_file: Path,
     capsys: pytest.CaptureFixture[str],
+    good_workflow: Path,
 ) -> None:
     from sonic_install import SONIC_FILES, install
 
@@ -189,7 +190,7 @@ def test_whisper_tiny_is_an_input_of_sonic_predata(
     whisper = models / "sonic/whisper-tiny/model.safetensors"
     whisper.parent.mkdir(parents=True)
     shutil.copyfile(v13 / "whisper.safetensors", whisper)
-    good = WORKFLOWS / "smthemex-ComfyUI_Sonic" / "20250216.json"
+    good = good_workflow
     src = ["--registry", str(tmp_path / "reg"), "--trust", str(trust_file)]
     args = ["resolve", str(good), *src, "--models-dir", str(models)]
     assert CliRunner().invoke(main, args).exit_code == 0
@@ -205,11 +206,13 @@ def test_whisper_tiny_is_an_input_of_sonic_predata(
     assert "whisper-tiny/model.safetensors" in capsys.readouterr().out
 
 
-def test_whisper_tiny_without_a_recorded_digest_is_not_checked(published_tree: Path) -> None:
+def test_whisper_tiny_without_a_recorded_digest_is_not_checked(
+    published_tree: Path, good_workflow: Path
+) -> None:
     whisper = published_tree / "sonic/whisper-tiny/model.safetensors"
     whisper.parent.mkdir(parents=True)
     whisper.write_bytes(b"whisper" * 64)
-    good = WORKFLOWS / "smthemex-ComfyUI_Sonic" / "20250216.json"
+    good = good_workflow
     out = CliRunner().invoke(main, ["resolve", str(good), "--models-dir", str(published_tree)])
     assert out.exit_code == 0, out.output
     assert "whisper-tiny/model.safetensors: not checked: no known release records" in out.stderr
@@ -220,8 +223,8 @@ def test_whisper_tiny_without_a_recorded_digest_is_not_checked(published_tree: P
     assert "records no digest of whisper-tiny/model.safetensors" in row["advice"]
 
 
-def test_a_policy_can_require_signed_releases(published_tree: Path) -> None:
-    good = WORKFLOWS / "smthemex-ComfyUI_Sonic" / "20250216.json"
+def test_a_policy_can_require_signed_releases(published_tree: Path, good_workflow: Path) -> None:
+    good = good_workflow
     args = ["resolve", str(good), "--models-dir", str(published_tree)]
     out = CliRunner().invoke(main, args)
     assert out.exit_code == 0 and "resolves to sonic@2025.1.14 (published" in out.stdout

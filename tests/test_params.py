@@ -13,7 +13,6 @@ from click.testing import CliRunner
 from helpers import replace_in_file
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from sonic_install import WORKFLOWS
 
 from sonic_registry.cli import main
 from sonic_registry.errors import UsageError, VerificationError
@@ -447,10 +446,10 @@ def test_check_params_workflow_refuses_set_before_reading_the_workflow(tmp_path:
     ],
 )
 def test_check_params_refuses_a_flag_it_would_ignore(
-    args: list[str], flag: str, tmp_path: Path
+    args: list[str], flag: str, tmp_path: Path, good_workflow: Path
 ) -> None:
     """A flag that does not apply is one usage line (exit 2), before anything is read."""
-    workflow = WORKFLOWS / "smthemex-ComfyUI_Sonic" / "20250216.json"
+    workflow = good_workflow
     paths = {"W": str(workflow), "R": str(tmp_path), "M": str(tmp_path)}
     result = CliRunner().invoke(main, ["check-params", *[paths.get(a, a) for a in args]])
     assert result.exit_code == 2, result.output

@@ -10,13 +10,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sonic_install import WORKFLOWS
 from test_one_judgement import published_tree  # noqa: F401  (fixture)
 
 from sonic_registry.cli import main
 from sonic_registry.precommit import main as hook_main
 
-GOOD = WORKFLOWS / "smthemex-ComfyUI_Sonic" / "20250216.json"
 POLICY = "the policy requires a signed release; sonic@2025.1.14 is published"
 #: The whole refusal, word for word the same from every command.
 REFUSAL = (
@@ -28,6 +26,7 @@ REFUSAL = (
 @pytest.mark.parametrize("flag", [[], ["--require-signed"]])
 def test_require_signed_refuses_published_files_everywhere(
     flag: list[str],
+    good_workflow: Path,
     published_tree: Path,  # noqa: F811
     trust_file: Path,
     capsys: pytest.CaptureFixture[str],
@@ -35,14 +34,18 @@ def test_require_signed_refuses_published_files_everywhere(
     runner = CliRunner()
     models = ["--models-dir", str(published_tree)]
     want = 1 if flag else 0
-    resolved = runner.invoke(main, ["resolve", str(GOOD), *models, *flag])
+    resolved = runner.invoke(main, ["resolve", str(good_workflow), *models, *flag])
     assert resolved.exit_code == want and (POLICY in resolved.output) == bool(flag), resolved.output
     for where in (models, []):  # with the files, and against the published ranges alone
-        checked = runner.invoke(main, ["check-params", "--workflow", str(GOOD), *where, *flag])
+        checked = runner.invoke(
+            main, ["check-params", "--workflow", str(good_workflow), *where, *flag]
+        )
         assert checked.exit_code == want, checked.output
         assert (POLICY in checked.output) == bool(flag), checked.output
     capsys.readouterr()
-    hooked = hook_main(["workflows", "--trust", str(trust_file), *models, *flag, str(GOOD)])
+    hooked = hook_main(
+        ["workflows", "--trust", str(trust_file), *models, *flag, str(good_workflow)]
+    )
     assert hooked == want and (POLICY in capsys.readouterr().out) == bool(flag)
 
 
@@ -66,14 +69,20 @@ def test_doctor_require_signed_does_not_count_published_files(
     assert refused.exit_code == 1 and POLICY in refused.stderr, refused.output
 
 
-def test_require_signed_is_one_rule_with_one_wording(published_tree: Path) -> None:  # noqa: F811
+def test_require_signed_is_one_rule_with_one_wording(
+    published_tree: Path,  # noqa: F811
+    good_workflow: Path,
+) -> None:
     """resolve, check-params, identify and doctor refuse in the same words, exit 1."""
     runner = CliRunner()
     unet = published_tree / "sonic" / "unet.pth"
     models = ["--models-dir", str(published_tree)]
     runs = {
-        "resolve": (["resolve", str(GOOD), *models], str(GOOD)),
-        "check-params": (["check-params", "--workflow", str(GOOD), *models], str(GOOD)),
+        "resolve": (["resolve", str(good_workflow), *models], str(good_workflow)),
+        "check-params": (
+            ["check-params", "--workflow", str(good_workflow), *models],
+            str(good_workflow),
+        ),
         "identify": (["identify", str(unet)], str(unet)),
         "doctor": (["doctor", str(published_tree)], str(unet)),
     }

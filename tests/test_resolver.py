@@ -307,10 +307,8 @@ def test_wrong_family_files_are_unknown_too(world: World) -> None:
     assert any("sd_xl_base_1.0.safetensors" in line for line in unknown)
 
 
-def test_unrelated_subgraph_is_reported_not_checked(world: World) -> None:
-    res = resolve_graph(
-        WORKFLOWS / "smthemex-ComfyUI_Sonic/20250216.json", world.registry, world.models
-    )
+def test_unrelated_subgraph_is_reported_not_checked(world: World, good_workflow: Path) -> None:
+    res = resolve_graph(good_workflow, world.registry, world.models)
     assert any("v1-5-pruned-emaonly.ckpt" in w and "outside" in w for w in res.warnings)
 
 
