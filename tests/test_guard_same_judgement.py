@@ -42,12 +42,13 @@ def _four(
 
 def test_resolve_hook_check_params_and_guard_agree(
     tmp_path: Path,
+    good_workflow: Path,
     published_tree: Path,  # noqa: F811
     trust_file: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # use_interframe off with fps 25: the catalog's rule says 12.5, an error.
-    bad = variant(tmp_path, interframe=False, fps=25)
+    bad = variant(good_workflow, tmp_path, interframe=False, fps=25)
     results = _four(bad, published_tree, trust_file, capsys)
     (line,) = [x for x in results[1][1].splitlines() if x.startswith("error: fps=")]
     message = line.removeprefix("error: ")
@@ -55,5 +56,5 @@ def test_resolve_hook_check_params_and_guard_agree(
     for code, output in results:
         assert code == 1 and message in output, (code, output)
     # With fps 12.5 all four accept the parameters.
-    good = variant(tmp_path, interframe=False, fps=12.5)
+    good = variant(good_workflow, tmp_path, interframe=False, fps=12.5)
     assert [code for code, _ in _four(good, published_tree, trust_file, capsys)] == [0, 0, 0, 0]
