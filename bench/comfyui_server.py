@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from sonic_registry.workflows.comfyui import NODE_SPECS
-from sonic_registry.workflows.comfyui_nodes import SEED_CONTROLS
+from sonic_registry.workflows.comfyui_nodes import name_widget_values
 
 #: Widget inputs of the core nodes the real workflows use (ComfyUI 0.3.64 /object_info).
 WIDGETS: Mapping[str, tuple[str, ...]] = {
@@ -84,18 +84,7 @@ def ui_to_api(
         if isinstance(values, dict):
             inputs.update(values)
         else:
-            position = 0
-            for name in widget_names(node["type"]):
-                if position >= len(values):
-                    break
-                inputs[name] = values[position]
-                position += 1
-                if (
-                    name in ("seed", "noise_seed")
-                    and position < len(values)
-                    and values[position] in SEED_CONTROLS
-                ):
-                    position += 1
+            inputs.update(name_widget_values(widget_names(node["type"]), values)[0])
         for slot in node.get("inputs") or []:
             if slot.get("link") is not None:
                 inputs[slot["name"]] = list(links[slot["link"]])

@@ -139,3 +139,25 @@ def test_splice_keeps_hand_written_text(tmp_path: Path) -> None:
 )
 def test_parse_size(text: str, expected: int) -> None:
     assert parse_size(text) == expected
+
+
+def test_bench_ui_to_api_names_widgets_as_the_workflow_parser_does(good_workflow: Path) -> None:
+    """bench's UI -> API conversion calls the parser's own widget naming
+    (comfyui_nodes.name_widget_values): both read the same parameters, with a seed
+    control or without, and neither trips over a value after a seed that is not text."""
+    from bench.comfyui_server import ui_to_api
+    from sonic_registry.workflows.comfyui import parse_workflow
+
+    ui = json.loads(good_workflow.read_text("utf-8"))
+    sampler = next(n for n in ui["nodes"] if n["type"] == "SONICSampler")
+    seed, control, *rest = sampler["widgets_values"]
+    assert control == "randomize"
+    # Only a seed-control word is skipped; anything else is the next widget's value.
+    cases = [([seed, control, *rest], rest[0]), ([seed, *rest], rest[0]), ([seed, [1], *rest], [1])]
+    for values, steps in cases:
+        sampler["widgets_values"] = values
+        api = ui_to_api(ui)
+        inputs = api[str(sampler["id"])]["inputs"]
+        assert (inputs["seed"], inputs["inference_steps"]) == (seed, steps), values
+        want = parse_workflow(ui, source="ui").params
+        assert parse_workflow(api, source="api").params == want, values

@@ -28,11 +28,11 @@ from typing import Any
 from .comfyui_nodes import (
     NODE_SPECS,
     PARAM_TYPES,
-    SEED_CONTROLS,
     SONIC_TYPES,
     SVD_LOADERS,
     FileSlot,
     NodeSpec,
+    name_widget_values,
 )
 from .graph import Graph, InvalidGraph, Link, Node, WeightRef, check_structure, connected_to
 
@@ -381,22 +381,7 @@ class _Interpreter:
         if isinstance(raw, dict):  # some custom nodes save widgets by name
             values = dict(raw)
         elif isinstance(raw, list):
-            names = self._widget_names(node, raw)
-            values = {}
-            position = 0
-            for name in names:
-                if position >= len(raw):
-                    break
-                values[name] = raw[position]
-                position += 1
-                # The frontend stores "control after generate" after every seed widget.
-                if (
-                    name in ("seed", "noise_seed")
-                    and position < len(raw)
-                    and isinstance(raw[position], str)
-                    and raw[position] in SEED_CONTROLS
-                ):
-                    position += 1
+            values, position = name_widget_values(self._widget_names(node, raw), raw)
             for extra in range(position, len(raw)):
                 values[f"widget_{extra}"] = raw[extra]
         else:

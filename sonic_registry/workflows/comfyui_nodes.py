@@ -8,9 +8,10 @@ a current one). :mod:`.comfyui` parses workflows with it; add a node type here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 __all__ = [
     "NODE_SPECS",
@@ -21,10 +22,41 @@ __all__ = [
     "SVD_LOADERS",
     "FileSlot",
     "NodeSpec",
+    "name_widget_values",
 ]
 
 #: Values the frontend stores after a seed widget ("control after generate").
 SEED_CONTROLS = frozenset({"fixed", "increment", "decrement", "randomize"})
+
+
+def name_widget_values(names: Iterable[str], raw: Sequence[Any]) -> tuple[dict[str, Any], int]:
+    """A UI node's positional ``widgets_values`` named as the editor names them.
+
+    Values take ``names`` in order; the "control after generate" value the frontend
+    stores after every seed widget takes no name. Returns the named values and the
+    position of the first value no name took. The workflow parser and the bench's
+    UI-to-API conversion both call this, so they cannot name a widget differently.
+
+    >>> name_widget_values(("seed", "steps"), [7, "fixed", 25, "extra"])
+    ({'seed': 7, 'steps': 25}, 3)
+    """
+    values: dict[str, Any] = {}
+    position = 0
+    for name in names:
+        if position >= len(raw):
+            break
+        values[name] = raw[position]
+        position += 1
+        if (
+            name in ("seed", "noise_seed")
+            and position < len(raw)
+            and isinstance(raw[position], str)
+            and raw[position] in SEED_CONTROLS
+        ):
+            position += 1
+    return values, position
+
+
 #: Parameters the resolver reports, with the numeric type the node declares.
 PARAM_TYPES: Mapping[str, type] = MappingProxyType(
     {
