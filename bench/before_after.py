@@ -25,10 +25,14 @@ from .timing import Sample, interleave, run_process
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 #: The tree's console script (``sonic_registry.console.run``; ``cli.main`` before it existed).
+#: Decided by the file, not by trying the import: the work tree's editable install would
+#: answer ``import sonic_registry.console`` for an older tree that lacks it.
 _ENTRY = (
-    "import sys; sys.path.insert(0, sys.argv.pop(1))\n"
-    "try:\n    from sonic_registry.console import run\n"
-    "except ImportError:\n    from sonic_registry.cli import main as run\n"
+    "import os, sys; tree = sys.argv.pop(1); sys.path.insert(0, tree)\n"
+    "if os.path.exists(os.path.join(tree, 'sonic_registry', 'console.py')):\n"
+    "    from sonic_registry.console import run\n"
+    "else:\n"
+    "    from sonic_registry.cli import main as run\n"
     "run()"
 )
 
