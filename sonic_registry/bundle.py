@@ -22,7 +22,6 @@ from .canonical import canonical_bytes, loads_strict
 from .confine import confined, path_in_bundle
 from .constants import ENVELOPE_NAME, TOML_NAME
 from .digest import (
-    SHARD_SIZE,
     FileDigest,
     blake3_available,
     blake3_file,
@@ -44,6 +43,7 @@ from .filecheck import (
     list_bundle_files,
 )
 from .fileio import atomic_write_bytes
+from .hashing import SHARD_SIZE
 from .manifest import (
     PREDICATE_TYPE,
     Release,

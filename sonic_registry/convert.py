@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .digest import FileDigest, hash_range
+from .digest import FileDigest
 from .errors import DigestMismatchError, UnreadableInputError, UsageError
 from .fileio import atomic_writer, open_regular, refuse_to_overwrite
 from .formats import sniff
+from .hashing import hash_range
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

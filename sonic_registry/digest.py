@@ -1,20 +1,13 @@
 """Parallel streaming digests: whole-file SHA-256, shard digests, a stat cache.
 
-Why shards: a SHA-256 of one 6 GB file is inherently sequential, so on a
-multi-core machine verifying one big checkpoint would use one core. ``sign``
-therefore also records the SHA-256 of every ``SHARD_SIZE`` slice of large files
-(all inside the signed statement), and ``verify`` checks those slices on every
-core at once. The whole-file digest is still signed, because that is what Git
-LFS pointers, model hubs and ``identify`` compare against.
-
-Memory stays flat: every task reads through one fixed buffer with ``preadv``/
-``readinto``; nothing ever holds a whole file.
+The byte-range hashing itself (and why files are hashed in shards) is in
+:mod:`.hashing`. The whole-file digest is still signed, because that is what
+Git LFS pointers, model hubs and ``identify`` compare against.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import stat as stat_mod
@@ -28,10 +21,10 @@ from typing import Any, Protocol
 
 from .constants import RACY_SECONDS
 from .errors import UnreadableInputError
+from .hashing import SHARD_SIZE, Progress, ShardPlan, hash_range, open_file
 from .workpool import default_threads, pool_map
 
 __all__ = [
-    "CHUNK_SIZE",
     "SHARD_SIZE",
     "DigestSource",
     "FileDigest",
@@ -43,17 +36,9 @@ __all__ = [
     "blake3_file",
     "hash_file",
     "hash_files",
-    "hash_range",
     "hash_with_cache",
     "sharded_digests",
 ]
-
-#: Read size per call: big enough to amortise syscalls, small enough for L2/L3.
-CHUNK_SIZE = 1 << 20
-#: Slices of large files that are signed separately so they verify in parallel.
-SHARD_SIZE = 64 << 20
-
-Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,53 +61,6 @@ class ShardedDigest:
     @property
     def file(self) -> FileDigest:
         return FileDigest(self.sha256, self.size)
-
-
-def _open(path: Path) -> int:
-    try:
-        return os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError as exc:
-        raise UnreadableInputError(str(path), "no such file") from exc
-    except OSError as exc:
-        raise UnreadableInputError(str(path), f"cannot read: {exc.strerror}") from exc
-
-
-def hash_range(
-    path: Path,
-    start: int = 0,
-    length: int | None = None,
-    *,
-    progress: Progress | None = None,
-    fd: int | None = None,
-) -> tuple[str, int]:
-    """SHA-256 of ``length`` bytes from ``start`` (to EOF when None); returns (hex, bytes read)."""
-    own = fd is None
-    handle = _open(path) if fd is None else fd
-    try:
-        h = hashlib.sha256()
-        buf = bytearray(CHUNK_SIZE)
-        view = memoryview(buf)
-        pos = start
-        remaining = length
-        total = 0
-        while remaining is None or remaining > 0:
-            want = CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining)
-            n = os.preadv(handle, [view[:want]], pos)
-            if n == 0:
-                break
-            h.update(view[:n])
-            pos += n
-            total += n
-            if remaining is not None:
-                remaining -= n
-            if progress is not None:
-                progress(n)
-        return h.hexdigest(), total
-    except OSError as exc:
-        raise UnreadableInputError(str(path), f"cannot read: {exc.strerror}") from exc
-    finally:
-        if own:
-            os.close(handle)
 
 
 def blake3_available() -> bool:
@@ -151,7 +89,7 @@ def blake3_file(
     p = Path(path)
     workers = threads or default_threads()
     hasher = blake3.blake3(max_threads=workers if workers > 1 else 1)
-    fd = _open(p)
+    fd = open_file(p)
     try:
         buf = bytearray(BLAKE3_CHUNK)
         view = memoryview(buf)
@@ -202,65 +140,6 @@ def _size_or_zero(path: Path) -> int:
         return 0
 
 
-class ShardPlan:
-    """The byte ranges :func:`sharded_digests` hashes, and how their digests make the result.
-
-    Files no larger than one shard get no shard list: their whole digest is as
-    cheap. Tasks are ordered longest first so no long one starts last.
-    """
-
-    def __init__(
-        self,
-        paths: Sequence[str | Path],
-        *,
-        shard_size: int | Sequence[int] = SHARD_SIZE,
-        whole: bool = True,
-        sizes: Sequence[int] | None = None,
-    ) -> None:
-        self.paths = [Path(p) for p in paths]
-        self.sizes = list(sizes) if sizes is not None else [_stat_size(p) for p in self.paths]
-        n = len(self.paths)
-        self.shard_sizes = [shard_size] * n if isinstance(shard_size, int) else list(shard_size)
-        #: (file index, shard index or -1 for the whole file, start, length or -1 to EOF)
-        self.tasks: list[tuple[int, int, int, int]] = []
-        for i, size in enumerate(self.sizes):
-            step = self.shard_sizes[i]
-            if size > step:
-                for k, start in enumerate(range(0, size, step)):
-                    self.tasks.append((i, k, start, min(step, size - start)))
-            if whole or size <= step:
-                self.tasks.append((i, -1, 0, -1))
-        self.tasks.sort(key=lambda t: -(self.sizes[t[0]] if t[3] < 0 else t[3]))
-
-    def hash_task(
-        self, task: tuple[int, int, int, int], progress: Progress | None = None
-    ) -> tuple[int, int, str, int]:
-        """Hash one task's range: (file index, shard index, hex digest, bytes read)."""
-        i, k, start, length = task
-        hexdigest, n = hash_range(
-            self.paths[i], start, None if length < 0 else length, progress=progress
-        )
-        return i, k, hexdigest, n
-
-    def digests(self, results: Iterable[tuple[int, int, str, int]]) -> list[ShardedDigest]:
-        """Each file's :class:`ShardedDigest` from the results of every task, in path order."""
-        whole_hex: dict[int, tuple[str, int]] = {}
-        shard_hex: dict[int, dict[int, str]] = {}
-        for i, k, hexdigest, n in results:
-            if k < 0:
-                whole_hex[i] = (hexdigest, n)
-            else:
-                shard_hex.setdefault(i, {})[k] = hexdigest
-        out = []
-        for i, size in enumerate(self.sizes):
-            shards = tuple(v for _, v in sorted(shard_hex.get(i, {}).items()))
-            digest, n = whole_hex.get(i, ("", size))
-            out.append(
-                ShardedDigest(digest, n if i in whole_hex else size, self.shard_sizes[i], shards)
-            )
-        return out
-
-
 def sharded_digests(
     paths: Sequence[str | Path],
     *,
@@ -275,15 +154,6 @@ def sharded_digests(
     """
     plan = ShardPlan(paths, shard_size=shard_size, whole=whole)
     return plan.digests(pool_map(partial(plan.hash_task, progress=progress), plan.tasks, threads))
-
-
-def _stat_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError as exc:
-        raise UnreadableInputError(str(path), "no such file") from exc
-    except OSError as exc:
-        raise UnreadableInputError(str(path), f"cannot stat: {exc.strerror}") from exc
 
 
 class DigestSource(Protocol):

@@ -15,7 +15,6 @@ from pathlib import Path
 from .confine import confined
 from .constants import ENVELOPE_NAME, OMS_SIGNATURE_NAME
 from .digest import (
-    SHARD_SIZE,
     FileDigest,
     ShardedDigest,
     blake3_available,
@@ -32,6 +31,7 @@ from .errors import (
     size_mismatch,
 )
 from .formats import is_weight_file
+from .hashing import SHARD_SIZE
 from .prehash import Prehash
 
 __all__ = [

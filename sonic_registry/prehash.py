@@ -30,15 +30,18 @@ import threading
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .canonical import b64decode_dsse
 from .confine import confined
 from .constants import ENVELOPE_NAME, MAX_ENVELOPE_BYTES
-from .digest import ShardedDigest, ShardPlan, blake3_available
 from .errors import SonicRegistryError
 from .fileio import read_regular
+from .hashing import ShardPlan
 from .workpool import WorkPool, default_threads
+
+if TYPE_CHECKING:
+    from .digest import ShardedDigest
 
 __all__ = ["Prehash", "start_prehash"]
 
@@ -159,6 +162,12 @@ class Prehash:
         self._finish()
 
 
+def _blake3_available() -> bool:
+    from .digest import blake3_available  # not at import: see ShardPlan.digests
+
+    return blake3_available()
+
+
 def _subject_jobs(root: Path, statement: Any, *, by_blake3: bool) -> list[_Key]:
     """(real path, shard size, stat) of each regular, confined subject of the signed size.
 
@@ -173,7 +182,7 @@ def _subject_jobs(root: Path, statement: Any, *, by_blake3: bool) -> list[_Key]:
         size, shards = ann.get("size"), ann.get("shards")
         if not isinstance(name, str) or type(size) is not int:
             continue
-        if by_blake3 and "blake3" in s.get("digest", {}) and blake3_available():
+        if by_blake3 and "blake3" in s.get("digest", {}) and _blake3_available():
             continue  # verify checks BLAKE3 instead: leave the file to it
         shard_size = shards.get("size") if isinstance(shards, dict) else size + 1
         if type(shard_size) is not int or shard_size <= 0:

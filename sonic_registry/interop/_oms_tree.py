@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..digest import hash_files, hash_range
+from ..digest import hash_files
 from ..errors import (
     SonicRegistryError,
     UnlistedFileError,
@@ -33,6 +33,7 @@ from ..errors import (
     raise_all,
 )
 from ..formats import is_weight_file
+from ..hashing import hash_range
 from ..workpool import pool_map
 from ._oms_format import GIT_PATHS, SINGLE_FILE, Serialization, shard_name
 
