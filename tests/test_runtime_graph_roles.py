@@ -1,8 +1,9 @@
 """The reference runtime's hand-built graph refuses a swap of two roles' files.
 
-Note: both swapped roles are roles of the runtime's graph, so the resolver refuses
-this even without ``strict_roles``; a test that fails when ``strict_roles`` alone is
-dropped needs a file whose release role is one the runtime does not have."""
+Both swapped roles of the first test are roles of the runtime's graph, so the
+resolver refuses that even without ``strict_roles``; the second test loads a file
+whose release role the graph has no node for, which only ``strict_roles`` (set by
+``reference_runtime.runtime._runtime_graph``) refuses."""
 
 from __future__ import annotations
 
@@ -50,3 +51,34 @@ def test_swapping_two_roles_files_in_the_runtime_graph_is_refused(
         problems = [str(p) for p in analyze_graph(swapped, reg, root, check_params=False).problems]
     assert any("expected the audio_encoder component" in p for p in problems), problems
     assert any("expected the motion_decoder component" in p for p in problems), problems
+
+
+def test_runtime_graph_refuses_a_role_it_has_no_node_for_only_by_strict_roles(
+    world: dict[str, Path],
+) -> None:
+    verified = verify_bundle(world["v1.3.0"], public_keys=[load_public_key(world["pub"])])
+    sources = dict.fromkeys(("audio_encoder", "motion_decoder", "renderer"), verified)
+    root = world["v1.3.0"].resolve()
+    graph = _runtime_graph(sources, root, "test")
+    assert graph.strict_roles
+    by_node = {w.node: w for w in graph.weights}
+    renderer = by_node["renderer"].path
+    # The audio encoder's slot loads the renderer's file; the graph has no renderer node.
+    odd = dataclasses.replace(
+        graph,
+        weights=tuple(
+            dataclasses.replace(w, path=renderer, interface=None)
+            if w.node == "audio_encoder"
+            else w
+            for w in graph.weights
+            if w.node != "renderer"
+        ),
+    )
+    refusal = "expected the audio_encoder component"
+    with Registry.from_statements([verified], TrustStore()) as reg:
+        strict = [str(p) for p in analyze_graph(odd, reg, root, check_params=False).problems]
+        loose = dataclasses.replace(odd, strict_roles=False)
+        lenient = [str(p) for p in analyze_graph(loose, reg, root, check_params=False).problems]
+    assert any(refusal in p and "loads the renderer component" in p for p in strict), strict
+    # Without strict_roles a role the graph does not know passes: the flag is what refuses.
+    assert not any(refusal in p for p in lenient), lenient
