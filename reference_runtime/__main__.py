@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from sonic_registry.cli._common import emit_json, handle_errors, json_option
+from sonic_registry.cli._common import echo, emit_json, handle_errors, json_option
 
 from . import __version__
 
@@ -136,8 +136,9 @@ def generate(
         audit_log=audit_log,
         runtime_version=runtime_version,
     )
-    echo = (lambda line: None) if json_output else click.echo
-    result = run(request, echo=echo)
+    # Every human-readable line goes through the library's terminal escaping (cli
+    # _common.echo -> terminal.printable): paths and names come from untrusted bundles.
+    result = run(request, echo=(lambda line: None) if json_output else echo)
     if json_output:
         emit_json(result.to_dict())
 
@@ -155,7 +156,7 @@ def build_release(version: str, directory: Path) -> None:
     if version not in RELEASES:
         raise UsageError("version", f"expected one of {', '.join(RELEASES)}, found {version!r}")
     write_bundle(directory, version)
-    click.echo(f"wrote {directory} (sign it with `sonic-registry sign {directory} --key ...`)")
+    echo(f"wrote {directory} (sign it with `sonic-registry sign {directory} --key ...`)")
 
 
 @main.command()
@@ -176,7 +177,7 @@ def demo(out: Path, seconds: float, size: int, device: str) -> None:
     from .demo import DemoConfig, run_demo
 
     config = DemoConfig(out=out, seconds=seconds, size=size, device=device)
-    ok = run_demo(config, echo=click.echo)
+    ok = run_demo(config, echo=echo)
     sys.exit(0 if ok else 1)
 
 
