@@ -31,6 +31,9 @@ def printable(text: str) -> str:
     escaped as ``\\xNN``/``\\uNNNN``; newlines between lines are kept."""
     if text.isprintable():
         return text
+    # Lines are checked whole first (C speed): a batch of 10,000 plain lines
+    # (``registry list``) costs a few ms instead of one Python call per character.
     return "\n".join(
-        "".join(c if c.isprintable() else _escape(c) for c in line) for line in text.split("\n")
+        line if line.isprintable() else "".join(c if c.isprintable() else _escape(c) for c in line)
+        for line in text.split("\n")
     )
