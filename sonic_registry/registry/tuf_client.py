@@ -183,6 +183,12 @@ class TufSource:
         if self._conn is None:
             self.cache.mkdir(parents=True, exist_ok=True)
             conn = ix.connect(self.cache / CACHE_NAME)
+            # A cache, rebuilt from the server when lost: WAL with synchronous=NORMAL
+            # commits without an fsync each (a first refresh commits once per bin,
+            # and the bins grow in number with the registry); a crash can only lose
+            # the newest commits, never leave a half-written one.
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
             conn.executescript(_CACHE_SCHEMA)
             self._conn = conn
         return self._conn
