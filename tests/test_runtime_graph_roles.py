@@ -14,11 +14,12 @@ import pytest
 from runtime_world import build_world
 
 from reference_runtime.runtime import _runtime_graph
-from sonic_registry.bundle import verify_bundle
+from sonic_registry.bundle import VerifiedStatement, verify_bundle
 from sonic_registry.registry import Registry
 from sonic_registry.resolver import analyze_graph
 from sonic_registry.signing import load_public_key
 from sonic_registry.trust import TrustStore
+from sonic_registry.workflows.graph import Graph
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +27,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return build_world(tmp_path_factory.mktemp("world"))
 
 
-def test_swapping_two_roles_files_in_the_runtime_graph_is_refused(
-    world: dict[str, Path],
-) -> None:
+def _release_and_graph(world: dict[str, Path]) -> tuple[VerifiedStatement, Path, Graph]:
+    """The world's verified 1.3.0 release, its folder, and the graph the runtime builds."""
     verified = verify_bundle(world["v1.3.0"], public_keys=[load_public_key(world["pub"])])
     sources = dict.fromkeys(("audio_encoder", "motion_decoder", "renderer"), verified)
     root = world["v1.3.0"].resolve()
-    graph = _runtime_graph(sources, root, "test")
+    return verified, root, _runtime_graph(sources, root, "test")
+
+
+def test_swapping_two_roles_files_in_the_runtime_graph_is_refused(
+    world: dict[str, Path],
+) -> None:
+    verified, root, graph = _release_and_graph(world)
     with Registry.from_statements([verified], TrustStore()) as reg:
         assert analyze_graph(graph, reg, root, check_params=False).problems == ()
         by_node = {w.node: w for w in graph.weights}
@@ -56,10 +62,7 @@ def test_swapping_two_roles_files_in_the_runtime_graph_is_refused(
 def test_runtime_graph_refuses_a_role_it_has_no_node_for_only_by_strict_roles(
     world: dict[str, Path],
 ) -> None:
-    verified = verify_bundle(world["v1.3.0"], public_keys=[load_public_key(world["pub"])])
-    sources = dict.fromkeys(("audio_encoder", "motion_decoder", "renderer"), verified)
-    root = world["v1.3.0"].resolve()
-    graph = _runtime_graph(sources, root, "test")
+    verified, root, graph = _release_and_graph(world)
     assert graph.strict_roles
     by_node = {w.node: w for w in graph.weights}
     renderer = by_node["renderer"].path
