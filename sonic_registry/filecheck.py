@@ -159,7 +159,8 @@ def check_files(
     # are checked with it when BLAKE3 is installed (a tree hash: one file uses
     # every core); the rest use signed SHA-256 shards for big files and
     # whole-file SHA-256 otherwise.
-    use_b3 = prefer_blake3 and blake3_available()
+    # (blake3 is imported only when some subject has a BLAKE3 digest to check)
+    use_b3 = prefer_blake3 and any(subjects[t[0]].blake3 for t in todo) and blake3_available()
     by_b3 = [t for t in todo if use_b3 and subjects[t[0]].blake3]
     by_sha = [t for t in todo if not (use_b3 and subjects[t[0]].blake3)]
     matched: list[tuple[str, str, os.stat_result]] = []

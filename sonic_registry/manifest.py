@@ -53,9 +53,22 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(TIME_FORMAT)
 
 
+#: The one timestamp form we sign, ``TIME_FORMAT`` with every field at full width.
+_TIME_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+
+
 def parse_time(text: str, *, field: str = "", path: str = "") -> datetime:
+    """A ``TIME_FORMAT`` timestamp (UTC, second precision) as an aware datetime.
+
+    The shape is checked, then :meth:`datetime.fromisoformat` reads it: unlike
+    ``strptime`` it needs no ``_strptime`` import and regex compiles (~2 ms of
+    every ``verify``), and the shape check refuses the unpadded fields that
+    ``strptime`` let through.
+    """
     try:
-        return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
+        if not isinstance(text, str) or not _TIME_SHAPE.fullmatch(text):
+            raise ValueError(text)
+        return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
     except ValueError as exc:
         raise InvalidManifest(
             field, f"expected a UTC time like 2027-01-31T00:00:00Z, found {text!r}", path=path
