@@ -14,7 +14,7 @@ import pytest
 from runtime_world import build_world
 
 from reference_runtime.runtime import _runtime_graph
-from sonic_registry.bundle import VerifiedStatement, verify_bundle
+from sonic_registry.bundle import VerifiedRelease, verify_bundle
 from sonic_registry.registry import Registry
 from sonic_registry.resolver import analyze_graph
 from sonic_registry.signing import load_public_key
@@ -27,7 +27,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return build_world(tmp_path_factory.mktemp("world"))
 
 
-def _release_and_graph(world: dict[str, Path]) -> tuple[VerifiedStatement, Path, Graph]:
+def _release_and_graph(world: dict[str, Path]) -> tuple[VerifiedRelease, Path, Graph]:
     """The world's verified 1.3.0 release, its folder, and the graph the runtime builds."""
     verified = verify_bundle(world["v1.3.0"], public_keys=[load_public_key(world["pub"])])
     sources = dict.fromkeys(("audio_encoder", "motion_decoder", "renderer"), verified)
@@ -70,7 +70,7 @@ def test_runtime_graph_refuses_a_role_it_has_no_node_for_only_by_strict_roles(
     odd = dataclasses.replace(
         graph,
         weights=tuple(
-            dataclasses.replace(w, path=renderer, interface=None)
+            dataclasses.replace(w, path=renderer, interface="")
             if w.node == "audio_encoder"
             else w
             for w in graph.weights
