@@ -70,9 +70,7 @@ def test_runtime_graph_refuses_a_role_it_has_no_node_for_only_by_strict_roles(
     odd = dataclasses.replace(
         graph,
         weights=tuple(
-            dataclasses.replace(w, path=renderer, interface="")
-            if w.node == "audio_encoder"
-            else w
+            dataclasses.replace(w, path=renderer, interface="") if w.node == "audio_encoder" else w
             for w in graph.weights
             if w.node != "renderer"
         ),
