@@ -115,7 +115,7 @@ def build(work: Path, releases: int) -> dict[str, Any]:
     with Registry(reg, trust) as registry:
         registry.rebuild_index()
     t2 = time.perf_counter()
-    init_repository(reg, root_key, online_key, bits=5)
+    init_repository(reg, root_key, online_key)  # 32 bins; publish adds bins as needed
     publish(reg, online_key)
     t3 = time.perf_counter()
     shutil.copy(reg / "metadata" / "1.root.json", work / "root.json")

@@ -95,7 +95,8 @@ def publish_after_add(location: str, online_key: Path | None, json_output: bool)
     "--bins-bits",
     default=5,
     show_default=True,
-    help="Spread releases over 2**N hashed bins (one new release rewrites one bin).",
+    help="Start with 2**N hashed bins (one new release rewrites one bin); `publish` "
+    "doubles them as the registry grows, so each bin stays small (docs/registry.md).",
 )
 @json_option
 @handle_errors

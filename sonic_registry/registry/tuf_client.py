@@ -40,7 +40,7 @@ from ..errors import (
 from ..fileio import read_bounded
 from . import index as ix
 from .fetch import MAX_DOWNLOAD_BYTES, Fetcher, HttpError
-from .tuf_repo import BIN_PREFIX, METADATA_DIR, hashed_name
+from .tuf_repo import METADATA_DIR, hashed_name
 from .tuf_sync import BinSync, Prefetch, fingerprint, utc_text
 
 if TYPE_CHECKING:
@@ -322,11 +322,15 @@ class TufSource:
             # python-tuf has no public call to list a role's targets: read the
             # snapshot the updater trusts and load each changed bin with the
             # updater's own verified loader.
+            # A snapshot keeps listing the bins of an older layout (it may never
+            # drop a file); only those the trusted targets delegate to count.
             snapshot = updater._trusted_set.snapshot
+            top = updater._trusted_set.targets
+            succinct = top.delegations.succinct_roles if top.delegations else None
             bins = {
                 name[: -len(".json")]: meta.version
                 for name, meta in snapshot.meta.items()
-                if name.startswith(f"{BIN_PREFIX}-")
+                if succinct is not None and succinct.is_delegated_role(name[: -len(".json")])
             }
             BinSync(self, updater, bins, prefetch).run()
             tuf_fresh.record_fresh(db, updater, self.cache / METADATA_DIR)
