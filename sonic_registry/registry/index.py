@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +23,10 @@ __all__ = [
     "LISTING_NAME",
     "LOCK_TARGET",
     "RELEASES_DIR",
+    "IndexRows",
     "connect",
     "envelope_rel",
+    "index_rows",
     "index_statement",
     "listing_bytes",
     "memory_index",
@@ -98,27 +101,24 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
-def index_statement(
-    conn: sqlite3.Connection, statement: VerifiedStatement, rel: str, envelope_sha: str
-) -> None:
-    """Replace the index rows of ``statement``'s model@version with its own."""
-    r = statement.release
-    conn.execute("DELETE FROM files WHERE model = ? AND version = ?", (r.model, r.version))
-    conn.execute(
-        "INSERT OR REPLACE INTO releases VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (
-            r.model,
-            r.version,
-            r.serial,
-            statement.channel,
-            statement.manifest_digest,
-            rel,
-            envelope_sha,
-        ),
-    )
-    conn.executemany(
-        "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?)",
-        [
+@dataclass(frozen=True, slots=True)
+class IndexRows:
+    """The index rows of one verified release, without the parsed statement.
+
+    A refresh holds a few hundred verified releases between verifying and
+    storing them; these rows are a fraction of a statement's size.
+    """
+
+    model: str
+    version: str
+    serial: int
+    release: tuple[str, str, int, str, str, str, str]
+    files: list[tuple[str, int, str, str, str | None, str]]
+
+    @classmethod
+    def of(cls, statement: VerifiedStatement, rel: str, envelope_sha: str) -> IndexRows:
+        r = statement.release
+        files = [
             (
                 s.sha256,
                 s.size,
@@ -128,8 +128,31 @@ def index_statement(
                 name,
             )
             for name, s in statement.subjects.items()
-        ],
-    )
+        ]
+        release = (
+            r.model,
+            r.version,
+            r.serial,
+            statement.channel,
+            statement.manifest_digest,
+            rel,
+            envelope_sha,
+        )
+        return cls(r.model, r.version, r.serial, release, files)
+
+
+def index_statement(
+    conn: sqlite3.Connection, statement: VerifiedStatement, rel: str, envelope_sha: str
+) -> None:
+    """Replace the index rows of ``statement``'s model@version with its own."""
+    index_rows(conn, IndexRows.of(statement, rel, envelope_sha))
+
+
+def index_rows(conn: sqlite3.Connection, rows: IndexRows) -> None:
+    """Replace the index rows of ``rows``' model@version with these."""
+    conn.execute("DELETE FROM files WHERE model = ? AND version = ?", (rows.model, rows.version))
+    conn.execute("INSERT OR REPLACE INTO releases VALUES (?, ?, ?, ?, ?, ?, ?)", rows.release)
+    conn.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?)", rows.files)
 
 
 def stored_serial(conn: sqlite3.Connection, model: str, version: str) -> int | None:

@@ -290,13 +290,21 @@ class BinSync:
                 db.execute("INSERT OR REPLACE INTO bins VALUES (?, ?)", (name, version))
 
 
+#: One release's ``summaries`` row (see tuf_client's cache schema).
+_Summary = tuple[str, str, str, str, int, str, str, str, str, str]
+
+
 class _Item:
-    """One envelope of a bin: TUF-verified bytes, and the trust store's verdict on them."""
+    """One envelope of a bin: TUF-verified bytes, and the rows the trust store's verdict gives.
+
+    Only the rows are kept, not the verified statement: a refresh holds a few
+    hundred items between verifying and storing them.
+    """
 
     def __init__(
-        self, path: str, sha256: str, data: bytes, verdict: tuple[VerifiedStatement, str] | None
+        self, path: str, sha256: str, data: bytes, rows: tuple[ix.IndexRows, _Summary] | None
     ) -> None:
-        self.path, self.sha256, self.data, self.verdict = path, sha256, data, verdict
+        self.path, self.sha256, self.data, self.rows = path, sha256, data, rows
 
     @classmethod
     def check(cls, src: TufSource, target: TargetFile, data: bytes) -> _Item:
@@ -305,43 +313,42 @@ class _Item:
         from ..signing import Envelope
 
         where = f"{src.location}/{target.path}"
-        verdict: tuple[VerifiedStatement, str] | None = None
+        sha = target.hashes["sha256"]
         try:
             s = verify_envelope(Envelope.from_json(data, where=where), src._trust, where=where)
-            r = s.release
-            if target.path != ix.envelope_rel(r.model, r.version, r.serial):
-                src.problems.append(f"{where}: skipped: holds {r.release_id}")
-            else:
-                verdict = (s, valid_until(s, src._trust))
         except (VerificationError, UsageError) as exc:
             src.problems.append(f"{where}: skipped: {exc}")
-        return cls(target.path, target.hashes["sha256"], data, verdict)
+            return cls(target.path, sha, data, None)
+        r = s.release
+        if target.path != ix.envelope_rel(r.model, r.version, r.serial):
+            src.problems.append(f"{where}: skipped: holds {r.release_id}")
+            return cls(target.path, sha, data, None)
+        summary: _Summary = (
+            target.path,
+            valid_until(s, src._trust),
+            r.model,
+            r.version,
+            r.serial,
+            s.channel,
+            r.expires,
+            "\t".join(r.components),
+            json.dumps(s.to_dict()),
+            ix.version_sort_key(r.version),
+        )
+        return cls(target.path, sha, data, (ix.IndexRows.of(s, target.path, sha), summary))
 
     def store(self, db: sqlite3.Connection, bin_name: str) -> None:
         db.execute("INSERT OR IGNORE INTO envelopes VALUES (?, ?)", (self.sha256, self.data))
         db.execute(
             "INSERT OR REPLACE INTO targets VALUES (?, ?, ?)", (self.path, bin_name, self.sha256)
         )
-        if self.verdict is None:
+        if self.rows is None:
             return
-        s, valid_until = self.verdict
-        r = s.release
-        old = ix.stored_serial(db, r.model, r.version)
-        if old is not None and old >= r.serial:
+        rows, summary = self.rows
+        old = ix.stored_serial(db, rows.model, rows.version)
+        if old is not None and old >= rows.serial:
             return
-        ix.index_statement(db, s, self.path, self.sha256)
+        ix.index_rows(db, rows)
         db.execute(
-            "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                self.path,
-                valid_until,
-                r.model,
-                r.version,
-                r.serial,
-                s.channel,
-                r.expires,
-                "\t".join(r.components),
-                json.dumps(s.to_dict()),
-                ix.version_sort_key(r.version),
-            ),
+            "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", summary
         )
