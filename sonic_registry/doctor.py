@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,13 +144,18 @@ def total_bytes(paths: list[Path]) -> int:
     return total
 
 
-def _followed(paths: list[Path], root: Path) -> tuple[list[Path], dict[Path, Path]]:
-    """The files to hash (a link's target when it stays inside the link root), and
-    each link that leaves it (or dangles), with its target."""
+def _root_of(path: Path, roots: Sequence[Path]) -> Path:
+    """The first of ``roots`` that ``path`` was found under (the folder a link may not leave)."""
+    return next((r for r in roots if path.is_relative_to(r)), roots[0])
+
+
+def _followed(paths: list[Path], roots: Sequence[Path]) -> tuple[list[Path], dict[Path, Path]]:
+    """The files to hash (a link's target when it stays inside its folder's link root),
+    and each link that leaves it (or dangles), with its target."""
     to_hash: list[Path] = []
     outside: dict[Path, Path] = {}
     for p in paths:
-        target = link_target(p, root) if p.is_symlink() else p
+        target = link_target(p, _root_of(p, roots)) if p.is_symlink() else p
         if target is None:
             outside[p] = p.resolve()
         else:
@@ -198,11 +203,18 @@ def diagnose(
     stat_cache: StatCache | None = None,
     progress: Callable[[int], None] | None = None,
     files: list[Path] | None = None,
+    extra_roots: Sequence[Path] = (),
 ) -> DoctorReport:
-    """Identify every weight file under ``models_dir`` and say what to do about each."""
+    """Identify every weight file under ``models_dir`` and say what to do about each.
+
+    ``extra_roots`` are more folders ``files`` come from (ComfyUI's extra model
+    folders): their files are named by full path, their links confined to them,
+    and mixing is judged across all folders.
+    """
     root = Path(models_dir)
+    roots = (root, *extra_roots)
     paths = files if files is not None else find_weight_files(root)
-    to_hash, outside = _followed(paths, root)
+    to_hash, outside = _followed(paths, roots)
     hashed = identify_files(
         to_hash,
         registry,
@@ -219,5 +231,6 @@ def diagnose(
     rows = []
     for path, ident in zip(paths, idents, strict=True):
         action, problem = _action(ident, newest)
-        rows.append(DoctorRow(path.relative_to(root).as_posix(), ident, action, problem))
+        rel = path.relative_to(root) if path.is_relative_to(root) else path
+        rows.append(DoctorRow(rel.as_posix(), ident, action, problem))
     return DoctorReport(str(root), tuple(rows))

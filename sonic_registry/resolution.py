@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from .errors import SonicRegistryError, raise_all
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .bundle import VerifiedStatement
     from .workflows import Graph
 
@@ -71,6 +73,9 @@ class Resolution:
     warnings: tuple[str, ...]
     unknown_nodes: tuple[str, ...]
     problems: tuple[SonicRegistryError, ...] = field(default=())
+    #: Each graph path (``sonic/unet.pth``) and the file read for it: under the
+    #: models folder, or the extra folder ComfyUI would load it from.
+    located: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def ok(self) -> bool:

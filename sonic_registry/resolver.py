@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from packaging.specifiers import SpecifierSet
@@ -37,6 +38,7 @@ from .errors import (
     UnsignedReleaseError,
 )
 from .identify import identify_digest, judge, unknown_file_advice, unsigned_refusal
+from .model_folders import ModelFolders, as_model_folders
 from .resolution import Resolution, ResolvedComponent
 from .workflows import Graph, InterfaceMismatchError, WeightRef, load_graph
 
@@ -59,14 +61,21 @@ __all__ = [
 _CHANNEL_RANK = {"official": 0, "community": 1, "published": 2, "unverified": 3}
 
 
-def _models_path(models_dir: Path, rel: str, ref: WeightRef, source: str) -> Path:
-    # A file name in a graph must stay inside the models directory.
+def _models_path(models: ModelFolders, rel: str, ref: WeightRef, source: str) -> Path | None:
+    """The file ``rel`` names where the node loads it from (None: not there).
+
+    A file name in a graph must stay inside the models directory; the file found
+    must stay inside the folder it was found in (:meth:`ModelFolders.locate`).
+    """
     pure = PurePosixPath(rel)
     if pure.is_absolute() or ".." in pure.parts or (len(rel) > 1 and rel[1] == ":"):
         raise UnsafePathError(
             source, f"{ref.describe()}: expected a file inside the models directory, found {rel!r}"
         )
-    return models_dir / rel
+    try:
+        return models.locate(ref.folder, rel)
+    except UnsafePathError as exc:
+        raise UnsafePathError(source, f"{ref.describe()}: {exc}") from exc
 
 
 def _hash_all(
@@ -107,11 +116,12 @@ class _Work:
 
     graph: Graph
     registry: ReleaseSource
-    base: Path | None
+    models: ModelFolders | None
     allow_unsigned: bool
     problems: list[SonicRegistryError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     digests: dict[str, FileDigest | None] = field(default_factory=dict)
+    located: dict[str, Path] = field(default_factory=dict)  # graph path -> the file read
     reported: set[str] = field(default_factory=set)  # paths whose problem is already reported
 
 
@@ -122,7 +132,7 @@ _Picked = tuple[WeightRef, str | None, "Match"]
 def analyze_graph(
     graph: Graph,
     registry: ReleaseSource,
-    models_dir: str | Path | None = None,
+    models_dir: str | Path | ModelFolders | None = None,
     *,
     runtime_version: str | None = None,
     allow_unsigned: bool = False,
@@ -132,14 +142,18 @@ def analyze_graph(
 ) -> Resolution:
     """Resolve ``graph``; every problem is collected in ``Resolution.problems``.
 
+    ``models_dir`` is one models folder (the CLI's ``--models-dir``) or a
+    :class:`~sonic_registry.model_folders.ModelFolders` (the ComfyUI pack: each
+    loader's folders searched in ComfyUI's order, ``extra_model_paths.yaml``'s too).
+
     ``require_signed`` is the policy that only a release signed by a trusted key
     counts: the built-in catalog's published release (unsigned) is then refused.
 
     ``check_params=False`` leaves step 6 to a caller that judges the parameters
     itself with more input (the ComfyUI pack measures the audio for ``duration``).
     """
-    base = Path(models_dir) if models_dir is not None else None
-    work = _Work(graph, registry, base, allow_unsigned, warnings=list(graph.warnings))
+    models = as_model_folders(models_dir) if models_dir is not None else None
+    work = _Work(graph, registry, models, allow_unsigned, warnings=list(graph.warnings))
     # Step 1: what the format adapter found is already a verdict.
     work.problems += [InterfaceMismatchError(graph.source, x) for x in graph.interface_errors]
     # Step 2: hash each distinct file once, identify each distinct digest once.
@@ -184,23 +198,24 @@ def judge_params(work: _Work, chosen: VerifiedStatement | None) -> None:
 
 def hash_graph_files(work: _Work, stat_cache: DigestSource | None) -> None:
     """Step 2a: the digest of every file the graph names (``work.digests``), in parallel."""
-    graph, base = work.graph, work.base
+    graph, models = work.graph, work.models
     to_hash: dict[str, Path] = {}
     outcome: dict[str, SonicRegistryError | None] = {}  # each path's problem, graph order
     for ref in graph.weights:
         if ref.path is None or ref.path in work.digests:
             continue
         work.digests[ref.path] = None
-        if base is None:
+        if models is None:
             outcome[ref.path] = UnreadableInputError(
                 graph.source, f"{ref.describe()}: give --models-dir to check the file it loads"
             )
             continue
         try:
-            path = _models_path(base, ref.path, ref, graph.source)
+            path = _models_path(models, ref.path, ref, graph.source)
             outcome[ref.path] = None
-            if path.is_file():
+            if path is not None:
                 to_hash[ref.path] = path
+                work.located[ref.path] = path
         except SonicRegistryError as exc:
             outcome[ref.path] = exc
     for rel, hashed in _hash_all(to_hash, stat_cache).items():
@@ -224,12 +239,12 @@ def match_graph_files(work: _Work) -> list[_Candidate]:
         if ref.path is not None:
             digest = work.digests.get(ref.path)
             if digest is None:
-                if not (ref.optional or ref.path in work.reported or work.base is None):
+                if not (ref.optional or ref.path in work.reported or work.models is None):
                     work.problems.append(
-                        UnreadableInputError(
-                            str(work.base / ref.path),
-                            f"no such file (loaded by node {ref.node} ({ref.node_type}) "
-                            f"{ref.slot})",
+                        work.models.missing(
+                            ref.folder,
+                            ref.path,
+                            f"loaded by node {ref.node} ({ref.node_type}) {ref.slot}",
                         )
                     )
                 continue
@@ -300,10 +315,10 @@ def judge_unknown_files(
     """
     out: list[tuple[WeightRef, str | None]] = []
     for ref, sha, _ in unknown:
-        assert work.base is not None and ref.path is not None and sha is not None
+        assert ref.path is not None and sha is not None
         digest = work.digests[ref.path]
         assert digest is not None
-        ident = identify_digest(work.base / ref.path, digest, work.registry.lookup)
+        ident = identify_digest(work.located[ref.path], digest, work.registry.lookup)
         status, advice, _ = judge(ident)
         out.append((ref, sha))
         if status == "not-downloaded":
@@ -486,6 +501,7 @@ def _resolution(
         warnings=tuple(work.warnings),
         unknown_nodes=work.graph.unknown_nodes,
         problems=tuple(_usage_first(work.problems)),
+        located=MappingProxyType(dict(work.located)),
     )
 
 
@@ -557,7 +573,7 @@ def check_runtime(
 def resolve_graph(
     graph: Graph | str | Path,
     registry: ReleaseSource,
-    models_dir: str | Path | None = None,
+    models_dir: str | Path | ModelFolders | None = None,
     *,
     runtime_version: str | None = None,
     allow_unsigned: bool = False,

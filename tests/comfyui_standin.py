@@ -297,6 +297,10 @@ class StandIn:
             (base / d).mkdir(parents=True, exist_ok=True)
         self.folder_paths = types.ModuleType("folder_paths")
         self.folder_paths.models_dir = str(base / "models")  # type: ignore[attr-defined]
+        # ComfyUI's folder table (what extra_model_paths.yaml and custom nodes add to).
+        self.folder_paths.folder_names_and_paths = {  # type: ignore[attr-defined]
+            name: ([str(base / "models" / name)], set()) for name in ("checkpoints", "sonic")
+        }
         for name in ("user", "input", "output", "temp"):
             value = str(base / name)
             setattr(self.folder_paths, f"get_{name}_directory", lambda v=value: v)

@@ -27,10 +27,18 @@ BADGE_FOLDERS = ("sonic", "checkpoints")
 def run_check(
     ctx: PackContext, progress: Callable[[int, int], None] | None = None
 ) -> dict[str, Any]:
-    """Doctor's report for the models folder, with a per-status summary."""
+    """Doctor's report for the models folder and the extra model folders, with a
+    per-status summary.
+
+    Files under ``models/`` are named relative to it (``sonic/unet.pth``); files
+    of an extra folder (``extra_model_paths.yaml``) by their full path.
+    """
     from ..doctor import diagnose, find_weight_files
 
+    extra = ctx.models.extra_dirs()
     files = find_weight_files(ctx.models_dir)
+    for folder in extra:
+        files += [p for p in find_weight_files(folder) if p not in files]
     total = sum(_size(p) for p in files)
     done = 0
     lock = threading.Lock()  # the hashing threads report progress concurrently
@@ -49,6 +57,7 @@ def run_check(
         stat_cache=ctx.stat_cache,
         progress=advance,
         files=files,
+        extra_roots=extra,
     )
     out = report.to_dict()
     summary: dict[str, int] = {}
@@ -57,6 +66,7 @@ def run_check(
     out["summary"] = summary
     out["total_bytes"] = total
     out["skipped"] = list(ctx.releases.problems)
+    out["extra_model_dirs"] = [str(p) for p in extra]
     return out
 
 
@@ -71,29 +81,38 @@ def file_statuses(ctx: PackContext) -> dict[str, dict[str, Any]]:
     """``{"sonic/unet.pth": {status, release_id, role, sha256}}`` from the cache only.
 
     A file the cache does not know (never checked, or changed since) is
-    ``unchecked``: run the check, or queue the prompt, to hash it.
+    ``unchecked``: run the check, or queue the prompt, to hash it. A name in
+    several of a folder's places (``extra_model_paths.yaml``) is the file of the
+    first, the one ComfyUI loads.
     """
     out: dict[str, dict[str, Any]] = {}
     for folder in BADGE_FOLDERS:
-        base = ctx.models_dir / folder
-        for dirpath, dirnames, names in os.walk(base):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            for name in names:
-                path = Path(dirpath) / name
-                rel = path.relative_to(ctx.models_dir).as_posix()
-                digest = ctx.stat_cache.get(path) if ctx.stat_cache is not None else None
-                if digest is None:
-                    out[rel] = {"status": "unchecked"}
-                    continue
-                matches = ctx.releases.lookup(digest.sha256)
-                best = matches[0] if matches else None
-                out[rel] = {
-                    "status": best.channel if best else "unknown",
-                    "release_id": best.statement.release.release_id if best else None,
-                    "role": best.role if best else None,
-                    "sha256": digest.sha256,
-                }
+        for base, name in ctx.models.places(folder, f"{folder}/"):
+            _badges(ctx, folder, base / name, out)
     return out
+
+
+def _badges(ctx: PackContext, folder: str, base: Path, out: dict[str, dict[str, Any]]) -> None:
+    """The badge of each file under ``base`` (one of ``folder``'s places) not named yet."""
+    for dirpath, dirnames, names in os.walk(base):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in names:
+            path = Path(dirpath) / name
+            rel = f"{folder}/{path.relative_to(base).as_posix()}"
+            if rel in out:
+                continue
+            digest = ctx.stat_cache.get(path) if ctx.stat_cache is not None else None
+            if digest is None:
+                out[rel] = {"status": "unchecked"}
+                continue
+            matches = ctx.releases.lookup(digest.sha256)
+            best = matches[0] if matches else None
+            out[rel] = {
+                "status": best.channel if best else "unknown",
+                "release_id": best.statement.release.release_id if best else None,
+                "role": best.role if best else None,
+                "sha256": digest.sha256,
+            }
 
 
 def render_text(report: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from ..model_folders import ModelFolders, as_model_folders
 from .config import PackConfig, pack_dir
 
 if TYPE_CHECKING:
@@ -35,16 +36,26 @@ class KnownFile:
 
 @dataclass
 class PackContext:
-    """The config, the release source, the models folder and the digest cache."""
+    """The config, the release source, the model folders and the digest cache.
+
+    ``models`` is where ComfyUI loads model files from: its ``models`` folder and,
+    per folder name, the folders it searches (``extra_model_paths.yaml``'s too).
+    The glue refreshes it from ``folder_paths`` before each use.
+    """
 
     config: PackConfig
     releases: ReleaseSource
-    models_dir: Path
+    models: ModelFolders
     input_dir: Path | None = None
     stat_cache: StatCache | None = None
     statements: tuple[VerifiedStatement, ...] = ()
     _by_name: dict[tuple[str, int], list[KnownFile]] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def models_dir(self) -> Path:
+        """ComfyUI's own ``models`` folder."""
+        return self.models.root
 
     def same_name_and_size(self, name: str, size: int) -> list[KnownFile]:
         """Files of known releases with this base name and size (tamper detection)."""
@@ -106,7 +117,7 @@ def open_releases(config: PackConfig) -> ReleaseSource:
 
 def open_context(
     config: PackConfig,
-    models_dir: str | Path,
+    models_dir: str | Path | ModelFolders,
     *,
     user_dir: str | Path | None = None,
     input_dir: str | Path | None = None,
@@ -119,7 +130,7 @@ def open_context(
     return PackContext(
         config=config,
         releases=releases,
-        models_dir=Path(models_dir),
+        models=as_model_folders(models_dir),
         input_dir=Path(input_dir) if input_dir is not None else None,
         stat_cache=cache,
         statements=_all_statements(releases),

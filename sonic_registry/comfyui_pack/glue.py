@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ..model_folders import ModelFolders
 from .config import config_path, load_config, pack_dir
 from .context import PackContext, open_context
 from .guard import SONIC_NODE_TYPES, Verdict, guard_prompt, is_sonic_prompt, node_errors, refusal
@@ -88,12 +89,22 @@ class Pack:
             config = load_config(self.user_dir)
             self._ctx = open_context(
                 config,
-                self.folder_paths.models_dir,
+                self.model_folders(),
                 user_dir=self.user_dir,
                 input_dir=self.folder_paths.get_input_directory(),
             )
             self._ctx_key = key
+        else:
+            self._ctx.models = self.model_folders()  # custom nodes may add folders later
         return self._ctx
+
+    def model_folders(self) -> ModelFolders:
+        """Where ComfyUI loads model files from now: ``folder_paths``'s folder list, in
+        its order (``extra_model_paths.yaml``'s folders and those custom nodes add)."""
+        table = getattr(self.folder_paths, "folder_names_and_paths", {})
+        return ModelFolders.comfyui(
+            self.folder_paths.models_dir, {name: entry[0] for name, entry in table.items()}
+        )
 
     def locale(self) -> str:
         configured = self._ctx.config.locale if self._ctx is not None else "auto"

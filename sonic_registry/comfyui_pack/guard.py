@@ -158,7 +158,8 @@ def _component_finding(
     file = c.file or c.slot
     digest = c.sha256 or "?"
     if c.release_id is None:
-        size = _size(ctx.models_dir / c.file) if c.file else None
+        found = res.located.get(c.file) if c.file else None
+        size = _size(found) if found is not None else None
         same = ctx.same_name_and_size(PurePosixPath(file).name, size) if size else []
         same = [k for k in same if k.sha256 != c.sha256]
         if same:
@@ -278,7 +279,7 @@ def guard_prompt(prompt: Mapping[str, Any], ctx: PackContext) -> Verdict:
     res = analyze_graph(
         graph,
         ctx.releases,
-        ctx.models_dir,
+        ctx.models,
         allow_unsigned=True,
         stat_cache=ctx.stat_cache,
         check_params=False,  # _param_findings judges them, with the measured audio

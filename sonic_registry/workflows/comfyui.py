@@ -534,6 +534,7 @@ class _Interpreter:
                     path=f"{slot.folder}/{rel}",
                     expected_role=slot.role,
                     optional=slot.optional,
+                    folder=slot.folder if slot.widget else "",
                 )
             )
 

@@ -73,6 +73,9 @@ class WeightRef:
     or in addition to, a file. ``expected_role``/``interface`` are what the
     node needs there; empty means "any". ``optional`` files are checked only
     when they exist (a node loads them only in some configurations).
+    ``folder`` is the ComfyUI folder name a loader looks the file up in
+    (``folder_paths.get_full_path``: its every registered folder, extra ones
+    too); ``""`` for a file loaded from a fixed path under the models directory.
     """
 
     node: str
@@ -83,6 +86,7 @@ class WeightRef:
     expected_role: str = ""
     interface: str = ""
     optional: bool = False
+    folder: str = ""
 
     def describe(self) -> str:
         what = self.path or "@".join(self.component or ("?",))

@@ -1,0 +1,131 @@
+"""Where model files live: one models folder, or ComfyUI's folders by name.
+
+The CLI's ``--models-dir`` is one folder: a graph's ``sonic/unet.pth`` is
+``<models-dir>/sonic/unet.pth``. ComfyUI searches more: a loader's file name is
+looked up in every folder registered under its folder name (``checkpoints``,
+``sonic``, ...), its own ``models/<name>`` and those ``extra_model_paths.yaml``
+adds, in ``folder_paths.folder_names_and_paths`` order, and the first folder
+holding the file wins (``folder_paths.get_full_path``). :class:`ModelFolders`
+holds both shapes so the resolver finds each file where the node loads it from.
+
+A file a node loads from a fixed path (ComfyUI_Sonic's ``audio2token.pth``,
+always ``models/sonic/audio2token.pth``) is never searched for: its
+:class:`~sonic_registry.workflows.WeightRef` has no ``folder``.
+
+Every file found is confined to the folder it was found in with
+:func:`sonic_registry.confine.confined`, the project's one rule: a link that
+leads out of that folder is refused, never followed (the folder is
+:func:`sonic_registry.doctor.link_root`'s, so a Hugging Face snapshot's links
+may reach their own cache's ``blobs/``, as ``doctor`` and ``identify`` allow).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from types import MappingProxyType
+
+from .confine import confined
+from .errors import UnreadableInputError, UnsafePathError
+
+__all__ = ["ModelFolders", "as_model_folders"]
+
+
+@dataclass(frozen=True)
+class ModelFolders:
+    """The models folder, and the folders searched for each folder name, in order.
+
+    ``searched`` maps a folder name to the base directories ComfyUI searches
+    for it, first first. Empty for the CLI: every name is under ``root``.
+    """
+
+    root: Path
+    searched: Mapping[str, tuple[Path, ...]] = field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def comfyui(cls, models_dir: str | Path, folders: Mapping[str, Iterable[str]]) -> ModelFolders:
+        """From ComfyUI's ``models_dir`` and ``{folder name: [base directory, ...]}``."""
+        searched = {name: tuple(Path(p) for p in paths) for name, paths in folders.items()}
+        return cls(Path(models_dir), MappingProxyType(searched))
+
+    def places(self, folder: str, rel: str) -> tuple[tuple[Path, str], ...]:
+        """Where ``rel`` (``<folder>/<name>``, relative to the models folder) may be:
+        ``(base directory, name inside it)`` pairs in the order they are searched.
+
+        ``folder`` is the folder name a node searches (``""`` for a fixed path).
+        """
+        bases = self.searched.get(folder) if folder else None
+        prefix = f"{folder}/"
+        if bases and rel.startswith(prefix):
+            return tuple((base, rel[len(prefix) :]) for base in bases)
+        return ((self.root, rel),)
+
+    def locate(self, folder: str, rel: str) -> Path | None:
+        """The file ComfyUI would load for ``rel``: the first place holding a file.
+
+        Raises :class:`~sonic_registry.errors.UnsafePathError` when that file is a
+        link leading out of the folder it was found in. None when no place has it.
+        """
+        from .doctor import link_root
+
+        for base, name in self.places(folder, rel):
+            path = base / name
+            if path.is_file():
+                try:
+                    real = confined(base, str(link_root(base)), name)
+                except UnsafePathError as exc:
+                    found = f"found a link to {path.resolve()}"
+                    raise UnsafePathError(
+                        str(path), f"expected a file inside {base}, {found}"
+                    ) from exc
+                return Path(real) if path.is_symlink() else path
+        return None
+
+    def missing(self, folder: str, rel: str, loaded_by: str) -> UnreadableInputError:
+        """``rel`` is in none of the places it is loaded from: the error says where we looked.
+
+        With one models folder, the message the CLI has always printed.
+        """
+        if self.is_searched(folder):
+            return UnreadableInputError(
+                rel,
+                f"no such file in {self.searched_text(folder, rel)} "
+                f"(ComfyUI's {folder!r} folders, searched in this order; {loaded_by})",
+            )
+        where = str(self.root / rel)
+        first = PurePosixPath(rel).parts[0]
+        if any(base != self.root / first for base in self.searched.get(first, ())):
+            return UnreadableInputError(
+                where,
+                f"no such file ({loaded_by}); the node loads it from this path only, not from "
+                f"ComfyUI's other {first!r} folders ({self.searched_text(first, rel)})",
+            )
+        return UnreadableInputError(where, f"no such file ({loaded_by})")
+
+    def searched_text(self, folder: str, rel: str) -> str:
+        """The folders searched for ``rel``, for a message: ``'a', 'b'``."""
+        return ", ".join(repr(str(base)) for base, _ in self.places(folder, rel))
+
+    def is_searched(self, folder: str) -> bool:
+        """Whether a name in ``folder`` is looked up in ComfyUI's folder list."""
+        return bool(folder and self.searched.get(folder))
+
+    def extra_dirs(self) -> tuple[Path, ...]:
+        """Searched folders outside the models folder (``extra_model_paths.yaml``'s),
+        each once, in order; those that do not exist are left out."""
+        root = os.path.realpath(self.root)
+        out: dict[str, Path] = {}
+        for bases in self.searched.values():
+            for base in bases:
+                real = os.path.realpath(base)
+                inside = real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+                if not inside and real not in out and os.path.isdir(real):
+                    out[real] = base
+        return tuple(out.values())
+
+
+def as_model_folders(models: str | Path | ModelFolders) -> ModelFolders:
+    """A :class:`ModelFolders` for a plain models folder (or the value itself)."""
+    return models if isinstance(models, ModelFolders) else ModelFolders(Path(models))
