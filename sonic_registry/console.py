@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, NoReturn
 if TYPE_CHECKING:
     from .prehash import Prehash
 
-__all__ = ["early_verify_folder", "run"]
+__all__ = ["early_verify_folder", "run", "run_hook"]
 
 #: Options after ``verify DIR`` that change what verify hashes: with them, nothing starts early.
 _NOT_EARLY = frozenset({"--digest", "--oms", "-h", "--help"})
@@ -111,3 +111,14 @@ def run() -> NoReturn:
         if early is not None:
             early.cancel()  # a no-op once verify took its digests; stops an unclaimed one
     _exit_now(_exit_code(status))
+
+
+def run_hook() -> NoReturn:
+    """``sonic-registry-hook``: the pre-commit hooks, ending without teardown like :func:`run`.
+
+    The hook runs on every commit; its warm path (nothing changed) is ~70 ms, of
+    which the teardown was 6-9 ms.
+    """
+    from .precommit import main
+
+    _exit_now(main())

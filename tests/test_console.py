@@ -56,7 +56,8 @@ def _run_in_process(
 
     monkeypatch.setattr(console, "_start_early", start)
     monkeypatch.setattr(bundle_mod, "verify_bundle", verify)
-    monkeypatch.setattr(console.os, "_exit", fake_exit)
+    # not os._exit: _exit_now would run this pytest process's atexit handlers
+    monkeypatch.setattr(console, "_exit_now", fake_exit)
     monkeypatch.setattr(sys, "argv", ["sonic-registry", *argv])
     with pytest.raises(_Exited) as exited:
         console.run()
@@ -214,3 +215,18 @@ def test_exit_codes_and_output_are_the_clis(
     assert bad.returncode in (1, 2) and bad.stderr.count(b"\n") >= 1
     usage = subprocess.run([EXE, "verify"], capture_output=True, timeout=60)
     assert usage.returncode == 2 and b"Missing argument" in usage.stderr
+
+
+def test_hook_script_exit_codes_and_output(tmp_path: Path) -> None:
+    """``sonic-registry-hook`` ends through the same exit path: codes and lines are the hook's."""
+    hook = str(Path(sys.executable).with_name("sonic-registry-hook"))
+    clean = tmp_path / "notes.txt"
+    clean.write_text("hello\n")
+    pickled = tmp_path / "weights.pth"
+    pickled.write_bytes(b"\x80\x04\x95" + b"\x00" * 16 + b".")
+    ok = subprocess.run([hook, "no-pickle", str(clean)], capture_output=True, timeout=60)
+    assert ok.returncode == 0 and ok.stdout == b""
+    bad = subprocess.run([hook, "no-pickle", str(pickled)], capture_output=True, timeout=60)
+    assert bad.returncode == 1 and b"weights.pth" in bad.stdout
+    usage = subprocess.run([hook, "no-such-hook"], capture_output=True, timeout=60)
+    assert usage.returncode == 2 and b"invalid choice" in usage.stderr
