@@ -184,3 +184,22 @@ def test_version_sort_key_orders_like_pep440(a: str, b: str) -> None:
     ka, kb = version_sort_key(a), version_sort_key(b)
     assert (va < vb) == (ka < kb)
     assert (va == vb) == (ka == kb)
+
+
+def test_start_refresh_requests_are_reused_by_the_refresh(world: World) -> None:
+    from sonic_registry.registry import open_registry, start_refresh
+    from sonic_registry.trust import TrustStore
+
+    assert world.list()[0] == 0
+    assert start_refresh(str(world.reg)) is None  # a directory: nothing to start
+    world.mirror.requests.clear()
+    early = start_refresh(world.mirror.url)
+    assert early is not None
+    # Both requests are under way before any trust store is loaded.
+    assert isinstance(early.peek(f"{world.mirror.url}metadata/timestamp.json"), bytes)
+    assert early.peek(f"{world.mirror.url}metadata/2.root.json") is not None
+    assert sorted(world.mirror.requests) == ["metadata/2.root.json", "metadata/timestamp.json"]
+    trust = TrustStore.load(world.trust)
+    with open_registry(world.mirror.url, trust, fetcher=early) as reg:
+        assert [s.version for s in reg.summaries()] == ["1.2.0", "1.3.0"]
+    assert len(world.mirror.requests) == 2, world.mirror.requests  # not asked twice

@@ -73,11 +73,13 @@ def registry_option(fn: Any) -> Any:
 def _open(location: str, trust_path: Path | None, public_keys: tuple[Path, ...]) -> Registry:
     """The registry at ``location``, through TUF when the command's ``--registry-root``
     (or its env default) pinned a root."""
-    from ..registry import open_registry
+    from ..registry import open_registry, start_refresh
 
     ctx = click.get_current_context(silent=True)
     root = ctx.meta.get("sonic_registry.registry_root") if ctx is not None else None
-    return open_registry(location, load_trust(trust_path, public_keys), tuf_root=root)
+    early = start_refresh(location, tuf_root=root)  # its round trip overlaps load_trust
+    trust = load_trust(trust_path, public_keys)
+    return open_registry(location, trust, tuf_root=root, fetcher=early)
 
 
 def known_options(fn: Any) -> Any:

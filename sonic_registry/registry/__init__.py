@@ -18,7 +18,7 @@ refresh, :mod:`.tuf_fresh` the unchanged-registry fast path).
 
 from __future__ import annotations
 
-from .core import AddResult, Match, Registry, open_registry
+from .core import AddResult, Match, Registry, open_registry, start_refresh
 from .index import INDEX_NAME, LISTING_NAME, RELEASES_DIR
 
 __all__ = [
@@ -29,4 +29,5 @@ __all__ = [
     "Match",
     "Registry",
     "open_registry",
+    "start_refresh",
 ]

@@ -37,8 +37,9 @@ if TYPE_CHECKING:
     from ..bundle import VerifiedStatement
     from ..trust import TrustStore
     from .fetch import Fetcher
+    from .tuf_sync import Prefetch
 
-__all__ = ["AddResult", "Match", "Registry", "ReleaseSummary", "open_registry"]
+__all__ = ["AddResult", "Match", "Registry", "ReleaseSummary", "open_registry", "start_refresh"]
 
 MEMORY = ":memory:"
 
@@ -162,13 +163,42 @@ def _remote_source(
     from .fetch import default_fetcher
 
     fetch = fetcher or default_fetcher()
-    if urllib.parse.urlsplit(location).scheme != "file" or tuf_root is not None:
-        from .tuf_client import TufSource, pinned_root
+    root = _tuf_root(location, tuf_root)
+    if root is not None:
+        from .tuf_client import TufSource
 
-        root = pinned_root(location, tuf_root)
-        if root is not None:
-            return TufSource(location, root, trust, problems, fetch)
+        return TufSource(location, root, trust, problems, fetch)
     return PlainRemoteSource(location, problems, fetch, verify)
+
+
+def _tuf_root(location: str, tuf_root: Path | None) -> bytes | None:
+    """A remote registry's pinned TUF root (given now, or cached), or None: the plain listing."""
+    if urllib.parse.urlsplit(location).scheme != "file" or tuf_root is not None:
+        from .tuf_client import pinned_root
+
+        return pinned_root(location, tuf_root)
+    return None
+
+
+def start_refresh(location: str | Path, *, tuf_root: Path | None = None) -> Prefetch | None:
+    """Start a TUF registry's first refresh requests now; give the result to open_registry.
+
+    A command that loads the trust store next (cryptography's imports take
+    tens of milliseconds) overlaps that with the round trip of the two
+    requests every refresh starts with. Nothing is trusted or stored here;
+    the refresh checks what they return. None when ``location`` is not a
+    remote TUF registry.
+    """
+    location = str(location)
+    if urllib.parse.urlsplit(location).scheme not in ("http", "https", "file"):
+        return None
+    root = _tuf_root(location, tuf_root)
+    if root is None:
+        return None
+    from .fetch import default_fetcher
+    from .tuf_client import start_requests
+
+    return start_requests(location, root, default_fetcher())
 
 
 class Registry:
@@ -397,5 +427,6 @@ def open_registry(
 
     ``tuf_root`` pins the published registry's TUF ``root.json`` (kept in the
     per-registry cache afterwards, so later calls need not pass it again).
+    ``fetcher`` may be what :func:`start_refresh` returned for the same registry.
     """
     return Registry(location, trust, tuf_root=tuf_root, fetcher=fetcher)

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from ..trust import TrustStore
     from .core import ReleaseSummary
 
-__all__ = ["TufSource", "cache_dir", "pinned_root"]
+__all__ = ["TufSource", "cache_dir", "pinned_root", "start_requests"]
 
 #: The cache's SQLite file (its name changes with its schema).
 CACHE_NAME = "cache-v2.sqlite"
@@ -134,6 +134,36 @@ def _tuf_error(location: str, exc: BaseException) -> SonicRegistryError:
         if isinstance(exc, kind):
             return StaleRegistryError(location, f"{words}: {exc}")
     return StaleRegistryError(location, f"TUF check failed: {exc}")
+
+
+def start_requests(location: str, root: bytes, fetcher: Fetcher) -> Prefetch:
+    """The refresh's first two requests, started now (see :func:`.core.start_refresh`)."""
+    prefetch = Prefetch(fetcher)
+    _first_requests(location.rstrip("/") + "/", cache_dir(location), root, prefetch)
+    return prefetch
+
+
+def _first_requests(
+    base: str, cache: Path, root: bytes, prefetch: Prefetch
+) -> tuple[str | None, str] | None:
+    """Start the two requests every refresh makes: the next root version and the timestamp.
+
+    Returns their URLs (the root probe is None when that root is already
+    cached), or None for a root ngclient will refuse. Starting a URL twice
+    starts it once.
+    """
+    try:
+        version = int(json.loads(root)["signed"]["version"])
+    except (ValueError, KeyError, TypeError):
+        return None  # ngclient reports the bad root
+    probe: str | None = None
+    history = cache / METADATA_DIR / "root_history" / f"{version + 1}.root.json"
+    if not history.exists():
+        probe = f"{base}{METADATA_DIR}/{version + 1}.root.json"
+        prefetch.start(probe)
+    timestamp = f"{base}{METADATA_DIR}/timestamp.json"
+    prefetch.start(timestamp)
+    return probe, timestamp
 
 
 class _TufFetcher:
@@ -268,9 +298,11 @@ class TufSource:
 
         self._synced = True
         self.cache.mkdir(parents=True, exist_ok=True)
-        prefetch = Prefetch(self._fetcher)
+        # Reuse the requests start_refresh started (Prefetch hands each URL out once).
+        fetcher = self._fetcher
+        prefetch = fetcher if isinstance(fetcher, Prefetch) else Prefetch(fetcher)
         try:
-            urls = self._prefetch_refresh(prefetch)
+            urls = _first_requests(self.base, self.cache, self._root, prefetch)
             db = self._db()
             # One read snapshot for the check and every query after it, so a
             # refresh by another process cannot change the index in between.
@@ -286,25 +318,6 @@ class TufSource:
                 self._sync(prefetch)
         finally:
             prefetch.close()
-
-    def _prefetch_refresh(self, prefetch: Prefetch) -> tuple[str | None, str] | None:
-        """Start the two requests every refresh makes: the next root version and the timestamp.
-
-        Returns their URLs (the root probe is None when that root is already
-        cached), or None for a root ngclient will refuse.
-        """
-        try:
-            version = int(json.loads(self._root)["signed"]["version"])
-        except (ValueError, KeyError, TypeError):
-            return None  # ngclient reports the bad root
-        probe: str | None = None
-        history = self.cache / METADATA_DIR / "root_history" / f"{version + 1}.root.json"
-        if not history.exists():
-            probe = f"{self.base}{METADATA_DIR}/{version + 1}.root.json"
-            prefetch.start(probe)
-        timestamp = f"{self.base}{METADATA_DIR}/timestamp.json"
-        prefetch.start(timestamp)
-        return probe, timestamp
 
     def _sync(self, prefetch: Prefetch) -> None:
         from tuf.api import exceptions as tx
