@@ -181,10 +181,12 @@ def start_server(
     *,
     timeout: float = 180,
     env: Mapping[str, str] | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> Server:
     """Start ComfyUI (``--cpu``, 127.0.0.1, a free port) and wait until it answers.
 
-    ``env`` defaults to :func:`server_env` (this checkout first on ``PYTHONPATH``).
+    ``env`` defaults to :func:`server_env` (this checkout first on ``PYTHONPATH``);
+    ``extra_args`` go to ``main.py`` (``--extra-model-paths-config FILE``).
     """
     port = _free_port()
     with log.open("wb") as out:
@@ -199,6 +201,7 @@ def start_server(
                 str(port),
                 "--base-directory",
                 str(base),
+                *extra_args,
             ],
             cwd=base,
             env=dict(server_env() if env is None else env),

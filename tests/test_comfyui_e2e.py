@@ -61,12 +61,15 @@ EXAMPLE = WORKFLOWS / "smthemex-ComfyUI_Sonic" / "example.json"
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def server(
+def _installed_server(
     tmp_path: Path,
     make_bundle: Callable[..., Path],
     trust_file: Path,
+    shelf: Path | None = None,
 ) -> Iterator[tuple[Server, dict[str, Path]]]:
+    """ComfyUI with the pack installed, the releases and config; with ``shelf``, the UNet
+    and the SVD checkpoint live there, outside ``models/``, named by an
+    ``extra_model_paths.yaml`` given with ``--extra-model-paths-config``."""
     where = os.environ.get("COMFYUI_DIR")
     if not where:
         pytest.skip(
@@ -86,11 +89,35 @@ def server(
     assert installed.stdout.startswith("installed: ")
 
     bundles = _releases(base, tmp_path, make_bundle, trust_file)
-    srv = start_server(base, python, tmp_path / "comfyui.log")
+    extra: tuple[str, ...] = ()
+    if shelf is not None:
+        for rel in ("sonic/unet.pth", "checkpoints/svd_xt_1_1.safetensors"):
+            (shelf / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(base / "models" / rel, shelf / rel)
+        yaml = tmp_path / "extra_model_paths.yaml"
+        yaml.write_text(
+            f"elsewhere:\n  base_path: {shelf}\n  sonic: sonic\n  checkpoints: checkpoints\n"
+        )
+        extra = ("--extra-model-paths-config", str(yaml))
+    srv = start_server(base, python, tmp_path / "comfyui.log", extra_args=extra)
     try:
         yield srv, bundles
     finally:
         srv.stop()
+
+
+@pytest.fixture
+def server(
+    tmp_path: Path, make_bundle: Callable[..., Path], trust_file: Path
+) -> Iterator[tuple[Server, dict[str, Path]]]:
+    yield from _installed_server(tmp_path, make_bundle, trust_file)
+
+
+@pytest.fixture
+def shelved_server(
+    tmp_path: Path, make_bundle: Callable[..., Path], trust_file: Path
+) -> Iterator[tuple[Server, dict[str, Path]]]:
+    yield from _installed_server(tmp_path, make_bundle, trust_file, tmp_path / "shelf")
 
 
 def _releases(
@@ -322,3 +349,60 @@ def test_editor_shows_the_warning_badges_and_check(tmp_path: Path) -> None:
         in (seen["refused"]["dialog"])
     )
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and check.stat().st_size > 10_000
+
+
+def test_real_comfyui_extra_model_paths(
+    shelved_server: tuple[Server, dict[str, Path]], tmp_path: Path
+) -> None:
+    """The UNet and SVD checkpoint outside ``models/``, in an ``extra_model_paths.yaml``
+    folder: the guard checks the files ComfyUI loads from there, in its order."""
+    srv, bundles = shelved_server
+    shelf = tmp_path / "shelf"
+    info = srv.get("/object_info")
+    assert "unet.pth" in info["SONICTLoader"]["input"]["required"]["sonic_unet"][0]
+    prompt = ui_to_api(json.loads(EXAMPLE.read_text("utf-8")), widget_names_from_object_info(info))
+    write_wav(srv.base / "input" / prompt["19"]["inputs"]["audio"], 3.0)
+    assert not (srv.base / "models" / "sonic" / "unet.pth").exists()
+
+    # 1. found in the extra folders: runs (ComfyUI itself finds the checkpoint there too).
+    status, body = srv.post_prompt(prompt)
+    assert status == 200, body
+    assert srv.wait_done(body["prompt_id"])["status"]["status_str"] == "success"
+
+    # 2. The same name in models/sonic too: ComfyUI loads the extra folder's (listed
+    #    first, before ComfyUI_Sonic adds models/sonic), so a 1.2.0 file there is not used.
+    shutil.copyfile(bundles["v12"] / "unet.pth", srv.base / "models" / "sonic" / "unet.pth")
+    status, body = srv.post_prompt(prompt)
+    assert status == 200, body
+    assert srv.wait_done(body["prompt_id"])["status"]["status_str"] == "success"
+
+    # 3. The extra folder's file is the one judged: one flipped byte -> 400 on the loader.
+    kept = (shelf / "sonic" / "unet.pth").read_bytes()
+    _flip_byte(shelf / "sonic" / "unet.pth")
+    status, body = srv.post_prompt(prompt)
+    assert status == 400, body
+    (err,) = body["node_errors"]["14"]["errors"]
+    assert err["type"] == "sonic_registry_tampered"
+
+    # 4. A link in the extra folder leading out of it: refused, never read.
+    secret = tmp_path / "secret" / "unet.pth"
+    secret.parent.mkdir()
+    secret.write_bytes(kept)
+    (shelf / "sonic" / "unet.pth").unlink()
+    (shelf / "sonic" / "unet.pth").symlink_to(secret)
+    status, body = srv.post_prompt(prompt)
+    assert status == 400, body
+    (err,) = body["node_errors"]["14"]["errors"]
+    assert err["type"] == "sonic_registry_unsafe"
+    assert f"expected a file inside {shelf / 'sonic'}, found a link to {secret}" in err["details"]
+
+    (shelf / "sonic" / "unet.pth").unlink()
+    (shelf / "sonic" / "unet.pth").write_bytes(kept)
+
+    # 5. The one-click check lists the extra folders' files, by full path.
+    report = srv.get("/sonic_registry/check")
+    rows = {r["path"]: r for r in report["files"]}
+    assert rows[(shelf / "sonic" / "unet.pth").as_posix()]["status"] == "official"
+    ckpt = rows[(shelf / "checkpoints" / "svd_xt_1_1.safetensors").as_posix()]
+    assert ckpt["release_id"] == "sonic@1.3.0#1"
+    assert rows["sonic/audio2token.pth"]["status"] == "official"
