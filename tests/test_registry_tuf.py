@@ -196,3 +196,36 @@ def test_every_reading_command_bootstraps_a_tuf_client(
     assert "sonic 1.3.0" in out or "sonic@1.3.0" in out, out
     # A file:// registry is read through TUF only when a root is pinned: into the cache.
     assert (cache / "registries").is_dir()
+
+
+@pytest.mark.parametrize("how", ["option", "env"])
+def test_workflows_hook_bootstraps_a_tuf_client(
+    how: str,
+    tmp_path: Path,
+    cache: Path,
+    trust_file: Path,
+    make_bundle: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The workflows pre-commit hook takes the same --registry-root (env SONIC_REGISTRY_ROOT)."""
+    from sonic_registry.precommit import main as hook
+
+    reg = tmp_path / "reg"
+    code, _, err = _run(["registry", "init", "--registry", str(reg), "--keys-dir", str(tmp_path)])
+    assert code == 0, err
+    v13 = sonic_release(make_bundle, "v13", version="1.3.0", step=80000)
+    code, _, err = _run(
+        ["registry", "add", str(v13), "--registry", str(reg), "--trust", str(trust_file),
+         "--online-key", str(tmp_path / "registry-online.pem")]
+    )  # fmt: skip
+    assert code == 0, err
+    models = install(v13, tmp_path / "models")
+    root = str(reg / "metadata/root.json")
+    pin = ["--registry-root", root] if how == "option" else []
+    if how == "env":
+        monkeypatch.setenv("SONIC_REGISTRY_ROOT", root)
+    args = ["workflows", "--registry", reg.as_uri(), "--trust", str(trust_file), *pin,
+            "--models-dir", str(models), "--cache-dir", str(tmp_path / "hook-cache"),
+            str(EXAMPLE)]  # fmt: skip
+    assert hook(args) == 0
+    assert (cache / "registries").is_dir()  # read through TUF, into the user cache

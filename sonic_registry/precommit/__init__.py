@@ -18,6 +18,7 @@ without loading the verifier (``cryptography``, ``jsonschema``, ``packaging``).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,6 +85,13 @@ def _parser() -> argparse.ArgumentParser:
     trust_args(w)
     w.add_argument("--registry", help="registry directory or URL (default: the repo's bundles)")
     w.add_argument(
+        "--registry-root",
+        type=Path,
+        default=os.environ.get("SONIC_REGISTRY_ROOT") or None,
+        help="the published registry's TUF root.json: read --registry through signed TUF "
+        "metadata (default: env SONIC_REGISTRY_ROOT), as the CLI's --registry-root",
+    )
+    w.add_argument(
         "--models-dir",
         type=Path,
         default=Path("."),
@@ -138,6 +146,7 @@ def _run_workflows(args: argparse.Namespace, trust: Trust) -> list[str]:
         files,
         trust,
         registry=args.registry,
+        registry_root=args.registry_root,
         models_dir=args.models_dir,
         bundles=find_bundles() if args.registry is None else (),
         stat_cache=cache,

@@ -108,6 +108,7 @@ def workflows(
     trust: Trust,
     *,
     registry: str | None = None,
+    registry_root: Path | None = None,
     models_dir: Path = Path("."),
     bundles: Sequence[Path] = (),
     stat_cache: StatCache | None = None,
@@ -116,7 +117,8 @@ def workflows(
 ) -> list[str]:
     """One ``path: problem`` line per problem of each workflow in ``files``.
 
-    Releases come from ``registry`` when given, else from the signed bundles of
+    Releases come from ``registry`` when given (through TUF when ``registry_root``
+    pins its root.json), else from the signed bundles of
     the repository itself (``bundles``), verified with the hook's trust input;
     plus the built-in catalog of the published Sonic files unless turned off.
     """
@@ -131,7 +133,7 @@ def workflows(
     store = trust.load()
     out: list[str] = []
     if registry is not None:
-        reg = open_registry(registry, store)
+        reg = open_registry(registry, store, tuf_root=registry_root)
     else:
         # A bundle whose envelope does not verify is the verify hook's to report;
         # here its files simply stay unknown, hence refused.
