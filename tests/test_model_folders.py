@@ -13,9 +13,6 @@ import asyncio
 import json
 import os
 import shutil
-import sys
-import types
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,6 +29,7 @@ from sonic_registry.resolver import analyze_graph
 from sonic_registry.workflows.comfyui import parse_workflow
 
 world = test_comfyui_pack.world  # the same releases, registry and stand-in folder
+pack = test_comfyui_pack.pack  # the glue installed on that stand-in server
 
 
 def _flip_byte(path: Path, offset: int = 100) -> None:
@@ -222,24 +220,6 @@ def test_resolve_models_dir_is_one_folder(world: World, tmp_path: Path) -> None:
 
 
 # --- the glue on the stand-in server: ComfyUI's folder table, the check, the badges -------
-
-
-@pytest.fixture
-def pack(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[glue.Pack]:
-    for name, module in world.standin.modules().items():
-        monkeypatch.setitem(sys.modules, name, module)
-    web = types.ModuleType("aiohttp.web")
-    web.json_response = lambda body, status=200: (status, body)  # type: ignore[attr-defined]
-    aiohttp = types.ModuleType("aiohttp")
-    aiohttp.web = web  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "aiohttp", aiohttp)
-    monkeypatch.setitem(sys.modules, "aiohttp.web", web)
-    s = world.standin
-    p = glue.Pack(s.server, s.execution, s.folder_paths, s.nodes)
-    p.install()
-    p.add_routes()
-    yield p
-    p.executor.shutdown(wait=True)
 
 
 def test_the_pack_searches_comfyuis_folder_table(
