@@ -14,8 +14,10 @@ list`` processes, as a user runs them:
 The unchanged case is run ``--reps`` times (median reported, all kept).
 
 Each row gives wall time, the requests the server saw and the client's peak
-RSS (GNU ``time -f %M``). ``--memory-sizes`` repeats step 1 at other sizes to
-show peak memory against the number of releases. Results go to
+RSS (GNU ``time -f %M``). ``--memory-sizes`` (default 1,000, 2,000 and 5,000)
+repeats step 1 at other sizes to show peak memory against the number of
+releases; the publisher grows the hashed bins with the registry, as
+``registry publish`` does. Results go to
 ``bench/results/registry_tuf.json``; the targets print as PASS/FAIL lines.
 """
 
@@ -297,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--delay-ms", type=float, default=50.0)
     p.add_argument("--reps", type=int, default=5, help="runs of the unchanged case (median)")
     p.add_argument(
-        "--memory-sizes", default="", help="comma-separated extra sizes for the peak-RSS rows"
+        "--memory-sizes",
+        default="1000,2000,5000",
+        help="comma-separated extra sizes for the peak-RSS rows ('' for none)",
     )
     p.add_argument("--out", type=Path, default=HERE / "results" / "registry_tuf.json")
     ns = p.parse_args(args)
