@@ -22,6 +22,7 @@ from test_comfyui_pack import World
 
 from sonic_registry.cli import main
 from sonic_registry.comfyui_pack import glue
+from sonic_registry.comfyui_pack.check import render_text
 from sonic_registry.comfyui_pack.guard import guard_prompt
 from sonic_registry.errors import UnreadableInputError, UnsafePathError
 from sonic_registry.model_folders import ModelFolders
@@ -249,6 +250,11 @@ def test_the_pack_searches_comfyuis_folder_table(
     assert rows[(extra / "sonic" / "my_finetune.pth").as_posix()]["status"] == "unknown"
     assert rows["sonic/audio2token.pth"]["status"] == "official"
     assert report["extra_model_dirs"] == [str(extra / "ckpts"), str(extra / "sonic")]
+    lines = render_text(report).splitlines()
+    assert lines[1] == f"extra model folders: {extra / 'ckpts'}, {extra / 'sonic'}"
+    assert (
+        f"{(extra / 'sonic' / 'unet.pth').as_posix()}: official, sonic@1.3.0#1 unet -> ok" in lines
+    )
     # The badges name files as the loaders do, the first folder's file winning.
     status, files = asyncio.run(world.standin.server.get("/sonic_registry/files"))
     assert files["files"]["sonic/unet.pth"]["release_id"] == "sonic@1.3.0#1"

@@ -118,6 +118,8 @@ def _badges(ctx: PackContext, folder: str, base: Path, out: dict[str, dict[str, 
 def render_text(report: dict[str, Any]) -> str:
     """The check as plain text (the check node shows it; the web UI draws a table)."""
     lines = [f"models folder: {report['models_dir']}"]
+    if report.get("extra_model_dirs"):
+        lines.append(f"extra model folders: {', '.join(report['extra_model_dirs'])}")
     for row in report["files"]:
         lines.append(
             f"{row['path']}: {row['status']}"
