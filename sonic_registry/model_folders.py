@@ -26,11 +26,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
+from typing import Any
 
 from .confine import confined
 from .errors import UnreadableInputError, UnsafePathError
 
-__all__ = ["ModelFolders", "as_model_folders"]
+__all__ = ["NOT_MODEL_FOLDERS", "ModelFolders", "as_model_folders", "comfyui_folder_lists"]
+
+#: Names in ComfyUI's folder table whose folders hold code, not model files.
+NOT_MODEL_FOLDERS = frozenset({"custom_nodes"})
 
 
 @dataclass(frozen=True)
@@ -129,3 +133,22 @@ class ModelFolders:
 def as_model_folders(models: str | Path | ModelFolders) -> ModelFolders:
     """A :class:`ModelFolders` for a plain models folder (or the value itself)."""
     return models if isinstance(models, ModelFolders) else ModelFolders(Path(models))
+
+
+def comfyui_folder_lists(table: Mapping[Any, Any]) -> dict[str, list[str]]:
+    """``{folder name: [base directory, ...]}`` from ComfyUI's ``folder_names_and_paths``
+    (``{name: ([directory, ...], extensions)}``), for :meth:`ModelFolders.comfyui`.
+
+    ``custom_nodes`` is left out: no loader reads a model from it, and the check
+    would walk (and sniff) every custom node's files. So is an entry of another
+    shape (a custom node's mistake ComfyUI could not search either): a bare
+    string would otherwise be read letter by letter, ``"/"`` first.
+    """
+    out: dict[str, list[str]] = {}
+    for name, entry in table.items():
+        if not isinstance(name, str) or name in NOT_MODEL_FOLDERS:
+            continue
+        paths = entry[0] if isinstance(entry, tuple | list) and entry else None
+        if isinstance(paths, list | tuple):
+            out[name] = [os.fspath(p) for p in paths if isinstance(p, str | os.PathLike)]
+    return out

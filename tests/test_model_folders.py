@@ -264,3 +264,24 @@ def test_the_pack_searches_comfyuis_folder_table(
     os.utime(world.models / "sonic" / "unet.pth", (1, 1))
     status, files = asyncio.run(world.standin.server.get("/sonic_registry/files"))
     assert files["files"]["sonic/unet.pth"]["release_id"] == "sonic@1.3.0#1"  # the shelf's
+
+
+def test_the_folder_table_s_code_and_odd_entries_are_not_model_folders(
+    world: World, pack: glue.Pack
+) -> None:
+    """Real ComfyUI lists ``custom_nodes`` (outside ``models/``) in its folder table, and
+    a custom node may add an entry of the wrong shape: neither is walked or searched."""
+    table = world.standin.folder_paths.folder_names_and_paths  # type: ignore[attr-defined]
+    code = world.standin.base / "custom_nodes" / "SomeNode"
+    code.mkdir(parents=True)
+    shutil.copyfile(world.models / "sonic" / "unet.pth", code / "bundled.pth")
+    table["custom_nodes"] = ([str(code.parent)], set())
+    table["odd"] = (str(world.tmp / "shelf"), {".pth"})  # a bare string, not a list
+    table["odder"] = "not a tuple"
+    folders = pack.model_folders()
+    assert folders.extra_dirs() == ()
+    assert set(folders.searched) == {"checkpoints", "sonic"}
+    status, report = asyncio.run(world.standin.server.get("/sonic_registry/check"))
+    assert status == 200 and report["extra_model_dirs"] == []
+    assert not [r["path"] for r in report["files"] if "bundled" in r["path"]], report["files"]
+    assert world.standin.post(world.api)[0] == 200

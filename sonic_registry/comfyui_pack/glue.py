@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..model_folders import ModelFolders
+from ..model_folders import ModelFolders, comfyui_folder_lists
 from .config import config_path, load_config, pack_dir
 from .context import PackContext, open_context
 from .guard import SONIC_NODE_TYPES, Verdict, guard_prompt, is_sonic_prompt, node_errors, refusal
@@ -102,9 +102,7 @@ class Pack:
         """Where ComfyUI loads model files from now: ``folder_paths``'s folder list, in
         its order (``extra_model_paths.yaml``'s folders and those custom nodes add)."""
         table = getattr(self.folder_paths, "folder_names_and_paths", {})
-        return ModelFolders.comfyui(
-            self.folder_paths.models_dir, {name: entry[0] for name, entry in table.items()}
-        )
+        return ModelFolders.comfyui(self.folder_paths.models_dir, comfyui_folder_lists(table))
 
     def locale(self) -> str:
         configured = self._ctx.config.locale if self._ctx is not None else "auto"
