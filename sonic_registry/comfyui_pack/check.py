@@ -36,9 +36,11 @@ def run_check(
     from ..doctor import diagnose, find_weight_files
 
     extra = ctx.models.extra_dirs()
-    files = find_weight_files(ctx.models_dir)
+    # A file of nested extra folders is listed once, where first found (no list scan per file).
+    found = dict.fromkeys(find_weight_files(ctx.models_dir))
     for folder in extra:
-        files += [p for p in find_weight_files(folder) if p not in files]
+        found.update(dict.fromkeys(find_weight_files(folder)))
+    files = list(found)
     total = sum(_size(p) for p in files)
     done = 0
     lock = threading.Lock()  # the hashing threads report progress concurrently
