@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -193,12 +194,16 @@ def test_pool_map_keeps_order_raises_first_failure_and_stops_early() -> None:
     assert pool_map(lambda x: x * 2, list(range(50)), threads=2) == [x * 2 for x in range(50)]
     started: list[int] = []
 
-    def fail_at_three(x: int) -> int:
+    def fail_at_three_and_four(x: int) -> int:
         started.append(x)
-        if x >= 3:
+        if x == 3:  # fails after item 4 did: still the one raised (input order)
+            time.sleep(0.05)
             raise ValueError(f"item {x}")
+        if x == 4:
+            raise ValueError(f"item {x}")
+        time.sleep(0.001)  # the third thread succeeds: only the pool's stop ends it early
         return x
 
     with pytest.raises(ValueError, match="item 3"):
-        pool_map(fail_at_three, list(range(1000)), threads=2)
+        pool_map(fail_at_three_and_four, list(range(1000)), threads=3)
     assert len(started) < 1000  # no new item starts after a failure
