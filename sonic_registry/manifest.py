@@ -54,7 +54,9 @@ def format_time(moment: datetime) -> str:
 
 
 #: The one timestamp form we sign, ``TIME_FORMAT`` with every field at full width.
-_TIME_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+#: Hour 24 is refused here: ``fromisoformat`` reads ``T24:00:00`` as the next day's
+#: midnight from Python 3.14 on, which ``strptime`` (and 3.11-3.13) refused.
+_TIME_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-9]{2}:[0-9]{2}Z")
 
 
 def parse_time(text: str, *, field: str = "", path: str = "") -> datetime:
