@@ -203,3 +203,21 @@ def test_start_refresh_requests_are_reused_by_the_refresh(world: World) -> None:
     with open_registry(world.mirror.url, trust, fetcher=early) as reg:
         assert [s.version for s in reg.summaries()] == ["1.2.0", "1.3.0"]
     assert len(world.mirror.requests) == 2, world.mirror.requests  # not asked twice
+
+
+def test_prefetch_makes_the_connection_pool_on_the_calling_thread() -> None:
+    # Worker threads importing urllib3 would share the GIL with the caller's own
+    # imports; the pool is made before any worker starts (HttpFetcher.prepare).
+    import threading
+
+    from sonic_registry.registry.fetch import HttpFetcher
+    from sonic_registry.registry.tuf_sync import Prefetch
+
+    fetcher = HttpFetcher()
+    threads = threading.active_count()
+    prefetch = Prefetch(fetcher)
+    try:
+        assert fetcher._pool is not None
+        assert threading.active_count() == threads
+    finally:
+        prefetch.close()

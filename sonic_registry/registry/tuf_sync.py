@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from ..canonical import canonical_sha256
 from ..errors import StaleRegistryError, UnreadableInputError, UsageError, VerificationError
 from . import index as ix
-from .fetch import MAX_DOWNLOAD_BYTES, Fetcher
+from .fetch import MAX_DOWNLOAD_BYTES, Fetcher, HttpFetcher
 from .tuf_repo import METADATA_DIR, PACKS_DIR
 
 if TYPE_CHECKING:
@@ -53,6 +53,8 @@ class Prefetch:
     """
 
     def __init__(self, inner: Fetcher) -> None:
+        if isinstance(inner, HttpFetcher):
+            inner.prepare()  # before any worker thread starts (see HttpFetcher.prepare)
         self._inner = inner
         self._pool = ThreadPoolExecutor(_WORKERS)
         self._futures: dict[str, Future[bytes]] = {}
