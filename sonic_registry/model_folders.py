@@ -119,13 +119,12 @@ class ModelFolders:
     def extra_dirs(self) -> tuple[Path, ...]:
         """Searched folders outside the models folder (``extra_model_paths.yaml``'s),
         each once, in order; those that do not exist are left out."""
-        root = os.path.realpath(self.root)
-        out: dict[str, Path] = {}
+        root = self.root.resolve()
+        out: dict[Path, Path] = {}
         for bases in self.searched.values():
             for base in bases:
-                real = os.path.realpath(base)
-                inside = real == root or real.startswith(root.rstrip(os.sep) + os.sep)
-                if not inside and real not in out and os.path.isdir(real):
+                real = base.resolve()
+                if not real.is_relative_to(root) and real not in out and real.is_dir():
                     out[real] = base
         return tuple(out.values())
 
