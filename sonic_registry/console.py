@@ -99,9 +99,9 @@ def run() -> NoReturn:
     """``sonic-registry``: start hashing for ``verify DIR``, run the CLI, exit without teardown."""
     argv = sys.argv[1:]
     early = _start_early(argv)
-    from .cli import main
-
     try:
+        from .cli import main  # in the try: a Ctrl-C while it loads stops the early hashing too
+
         # standalone mode always ends in SystemExit; ``obj`` reaches every command's context
         main.main(argv, obj=early)
         status: object = 0

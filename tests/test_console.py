@@ -111,6 +111,28 @@ def test_unclaimed_early_hashing_is_stopped(
     assert early.cancelled
 
 
+def test_early_hashing_is_stopped_when_the_cli_does_not_load(
+    make_bundle: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_bundle()
+    started: list[Prehash | None] = []
+    real_start = console._start_early
+
+    def start(args: list[str]) -> Prehash | None:
+        started.append(real_start(args))
+        return started[-1]
+
+    monkeypatch.setattr(console, "_start_early", start)
+    # the CLI's import fails (as a Ctrl-C while it loads would end it)
+    monkeypatch.setitem(sys.modules, "sonic_registry.cli", None)
+    monkeypatch.setattr(sys, "argv", ["sonic-registry", "verify", str(root)])
+    with pytest.raises(ImportError):
+        console.run()
+    early = started[0]
+    assert early is not None
+    assert early.cancelled
+
+
 def test_start_prehash_adopts_only_for_the_same_folder_and_digest_choice(
     make_bundle: Callable[..., Path],
 ) -> None:
