@@ -12,11 +12,13 @@ A file a node loads from a fixed path (ComfyUI_Sonic's ``audio2token.pth``,
 always ``models/sonic/audio2token.pth``) is never searched for: its
 :class:`~sonic_registry.workflows.WeightRef` has no ``folder``.
 
-Every file found is confined to the folder it was found in with
-:func:`sonic_registry.confine.confined`, the project's one rule: a link that
-leads out of that folder is refused, never followed (the folder is
-:func:`sonic_registry.doctor.link_root`'s, so a Hugging Face snapshot's links
-may reach their own cache's ``blobs/``, as ``doctor`` and ``identify`` allow).
+Every file found is confined with :func:`sonic_registry.confine.confined`, the
+project's one rule: a link is followed only while it stays inside the models
+folder (for a file found there) or the extra folder it was found in, or inside
+the folder its name starts in, resolved (``models/sonic`` may itself be a link
+to another disk); any other link is refused, never followed. Each folder as
+:func:`sonic_registry.doctor.link_root` sees it, so a Hugging Face snapshot's
+links may reach their own cache's ``blobs/``, as ``doctor`` and ``identify`` allow.
 """
 
 from __future__ import annotations
@@ -72,20 +74,38 @@ class ModelFolders:
         Raises :class:`~sonic_registry.errors.UnsafePathError` when that file is a
         link leading out of the folder it was found in. None when no place has it.
         """
-        from .doctor import link_root
-
         for base, name in self.places(folder, rel):
             path = base / name
             if path.is_file():
-                try:
-                    real = confined(base, str(link_root(base)), name)
-                except UnsafePathError as exc:
-                    found = f"found a link to {path.resolve()}"
+                real = os.path.realpath(path)
+                roots = self._link_roots(base, name)
+                root = next((r for r in roots if Path(real).is_relative_to(r)), None)
+                if root is None:
                     raise UnsafePathError(
-                        str(path), f"expected a file inside {base}, {found}"
-                    ) from exc
+                        str(path), f"expected a file inside {base}, found a link to {real}"
+                    )
+                real = confined(base, str(root), name)  # a regular file (not a FIFO, ...)
                 return Path(real) if path.is_symlink() else path
         return None
+
+    def _link_roots(self, base: Path, name: str) -> tuple[Path, ...]:
+        """The folders a file found at ``base/name`` may lead into through links.
+
+        The models folder, for every folder inside it (so ``check``, the guard and
+        ``resolve`` agree on a link from ``checkpoints/`` into another folder of
+        ``models/``); an extra folder, for itself. And the folder the name starts
+        in, resolved: ``models/sonic`` may itself be a link to another disk, as
+        ComfyUI users often make it. Each as :func:`~sonic_registry.doctor.link_root`
+        sees it (a Hugging Face snapshot may reach its cache's ``blobs/``).
+        """
+        from .doctor import link_root
+
+        inside = base.resolve().is_relative_to(self.root.resolve())
+        roots = [link_root(self.root if inside else base)]
+        parts = PurePosixPath(name).parts
+        if len(parts) > 1:
+            roots.append(link_root(base / parts[0]))
+        return tuple(roots)
 
     def missing(self, folder: str, rel: str, loaded_by: str) -> UnreadableInputError:
         """``rel`` is in none of the places it is loaded from: the error says where we looked.

@@ -187,6 +187,48 @@ def test_dotdot_and_links_out_of_the_extra_folder_are_refused(world: World) -> N
     assert verdict.ok and verdict.findings == (), [f.message[0] for f in verdict.findings]
 
 
+def test_a_models_subfolder_linked_to_another_disk_is_followed(world: World) -> None:
+    """``models/sonic`` as a link to another disk (a common setup): the guard and the CLI's
+    single models folder accept every file in it, fixed-path helpers included; a file link
+    inside it that leads elsewhere is still refused."""
+    models = world.models
+    disk = world.tmp / "disk"
+    disk.mkdir()
+    shutil.move(models / "sonic", disk / "sonic")
+    (models / "sonic").symlink_to(disk / "sonic", target_is_directory=True)
+    ctx = world.context()
+    ctx.models = _folders(world, [models / "sonic"], [models / "checkpoints"])
+    verdict = guard_prompt(world.api, ctx)
+    assert verdict.ok and verdict.findings == (), [f.message[0] for f in verdict.findings]
+    graph = parse_workflow(world.api, source="prompt")
+    res = analyze_graph(graph, ctx.releases, models, allow_unsigned=True)  # as --models-dir
+    assert res.problems == () and res.release is not None
+    secret = world.tmp / "secret.pth"
+    shutil.move(disk / "sonic" / "audio2token.pth", secret)
+    (disk / "sonic" / "audio2token.pth").symlink_to(secret)
+    res = analyze_graph(graph, ctx.releases, models, allow_unsigned=True)
+    (problem,) = res.problems
+    assert isinstance(problem, UnsafePathError) and f"found a link to {secret}" in str(problem)
+    assert [f.kind for f in guard_prompt(world.api, ctx).refused] == ["unsafe"]
+
+
+def test_a_link_between_folders_of_models_is_judged_alike(world: World) -> None:
+    """``checkpoints/x`` linking into another folder of ``models/``: the guard (which searches
+    ``models/checkpoints``) and ``resolve --models-dir`` agree, and follow it."""
+    models = world.models
+    name = "svd_xt_1_1.safetensors"
+    stored = _move(models / "checkpoints" / name, models / "store" / name)
+    (models / "checkpoints" / name).symlink_to(Path("..") / "store" / name)
+    ctx = world.context()
+    ctx.models = _folders(world, [models / "sonic"], [models / "checkpoints"])
+    verdict = guard_prompt(world.api, ctx)
+    assert verdict.ok and verdict.findings == (), [f.message[0] for f in verdict.findings]
+    graph = parse_workflow(world.api, source="prompt")
+    res = analyze_graph(graph, ctx.releases, models, allow_unsigned=True)
+    assert res.problems == ()
+    assert stored.is_file()
+
+
 def test_locate_and_extra_dirs(tmp_path: Path) -> None:
     models = tmp_path / "ComfyUI" / "models"
     (models / "sonic").mkdir(parents=True)
