@@ -229,3 +229,30 @@ def test_workflows_hook_bootstraps_a_tuf_client(
             str(EXAMPLE)]  # fmt: skip
     assert hook(args) == 0
     assert (cache / "registries").is_dir()  # read through TUF, into the user cache
+
+
+def test_bad_trust_input_stops_the_refresh_started_beside_it(
+    tmp_path: Path, cache: Path, make_bundle: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refresh requests start before the trust store loads; unreadable trust input ends
+    the command (exit 2) and closes them rather than leaving them to finish."""
+    from sonic_registry.registry import tuf_sync
+
+    reg = tmp_path / "reg"
+    code, _, err = _run(["registry", "init", "--registry", str(reg), "--keys-dir", str(tmp_path)])
+    assert code == 0, err
+    closed: list[object] = []
+    real_close = tuf_sync.Prefetch.close
+
+    def close(self: tuf_sync.Prefetch) -> None:
+        closed.append(self)
+        real_close(self)
+
+    monkeypatch.setattr(tuf_sync.Prefetch, "close", close)
+    code, _, err = _run(
+        ["identify", str(make_bundle("v13") / "unet.pth"), "--registry", reg.as_uri(),
+         "--registry-root", str(reg / "metadata/root.json"),
+         "--trust", str(tmp_path / "no-such-trust.json")]
+    )  # fmt: skip
+    assert code == 2 and "no-such-trust.json" in err
+    assert len(closed) == 1

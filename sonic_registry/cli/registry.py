@@ -78,7 +78,12 @@ def _open(location: str, trust_path: Path | None, public_keys: tuple[Path, ...])
     ctx = click.get_current_context(silent=True)
     root = ctx.meta.get("sonic_registry.registry_root") if ctx is not None else None
     early = start_refresh(location, tuf_root=root)  # its round trip overlaps load_trust
-    trust = load_trust(trust_path, public_keys)
+    try:
+        trust = load_trust(trust_path, public_keys)
+    except BaseException:
+        if early is not None:
+            early.close()  # bad trust input: stop the downloads started for nothing
+        raise
     return open_registry(location, trust, tuf_root=root, fetcher=early)
 
 
