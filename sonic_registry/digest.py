@@ -25,11 +25,9 @@ from .hashing import SHARD_SIZE, Progress, ShardPlan, hash_range, open_file
 from .workpool import default_threads, pool_map
 
 __all__ = [
-    "SHARD_SIZE",
     "DigestSource",
     "FileDigest",
     "KnownDigests",
-    "ShardPlan",
     "ShardedDigest",
     "StatCache",
     "blake3_available",
