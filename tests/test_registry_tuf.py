@@ -155,19 +155,12 @@ def test_tuf_registry_read_through_a_file_url(
     assert (cache / "registries").is_dir()  # read through TUF, into the user cache
 
 
-@pytest.mark.parametrize("command", ["identify", "resolve", "doctor", "check-params"])
-@pytest.mark.parametrize("how", ["option", "env"])
-def test_every_reading_command_bootstraps_a_tuf_client(
-    command: str,
-    how: str,
-    tmp_path: Path,
-    cache: Path,
-    trust_file: Path,
-    make_bundle: Callable[..., Path],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """--registry-root FILE (default: env SONIC_REGISTRY_ROOT) is one option that the
-    registry commands, identify, resolve, doctor and check-params share."""
+@pytest.fixture
+def published_v13(
+    tmp_path: Path, trust_file: Path, make_bundle: Callable[..., Path]
+) -> tuple[Path, Path, Path]:
+    """A TUF-published registry (tmp/reg) holding a Sonic 1.3.0 release, and that
+    release installed as a ComfyUI models folder: (registry, bundle, models)."""
     reg = tmp_path / "reg"
     code, _, err = _run(["registry", "init", "--registry", str(reg), "--keys-dir", str(tmp_path)])
     assert code == 0, err
@@ -177,21 +170,39 @@ def test_every_reading_command_bootstraps_a_tuf_client(
          "--online-key", str(tmp_path / "registry-online.pem")]
     )  # fmt: skip
     assert code == 0, err
-    models = install(v13, tmp_path / "models")
+    return reg, v13, install(v13, tmp_path / "models")
+
+
+def _pin(how: str, reg: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The registry's root.json given as ``--registry-root`` or in SONIC_REGISTRY_ROOT."""
+    root = str(reg / "metadata/root.json")
+    if how == "env":
+        monkeypatch.setenv("SONIC_REGISTRY_ROOT", root)
+        return []
+    return ["--registry-root", root]
+
+
+@pytest.mark.parametrize("command", ["identify", "resolve", "doctor", "check-params"])
+@pytest.mark.parametrize("how", ["option", "env"])
+def test_every_reading_command_bootstraps_a_tuf_client(
+    command: str,
+    how: str,
+    published_v13: tuple[Path, Path, Path],
+    cache: Path,
+    trust_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--registry-root FILE (default: env SONIC_REGISTRY_ROOT) is one option that the
+    registry commands, identify, resolve, doctor and check-params share."""
+    reg, v13, models = published_v13
     args = {
         "identify": [str(v13 / "unet.pth")],
         "resolve": [str(EXAMPLE), "--models-dir", str(models)],
         "doctor": [str(models)],
         "check-params": ["sonic", "1.3.0", "--set", "inference_steps=25"],
     }[command]
-    root = str(reg / "metadata/root.json")
-    if how == "env":
-        monkeypatch.setenv("SONIC_REGISTRY_ROOT", root)
-        pin = []
-    else:
-        pin = ["--registry-root", root]
     remote = ["--registry", reg.as_uri(), "--trust", str(trust_file)]
-    code, out, err = _run([command, *args, *remote, *pin])
+    code, out, err = _run([command, *args, *remote, *_pin(how, reg, monkeypatch)])
     assert code == 0, out + err
     assert "sonic 1.3.0" in out or "sonic@1.3.0" in out, out
     # A file:// registry is read through TUF only when a root is pinned: into the cache.
@@ -201,32 +212,19 @@ def test_every_reading_command_bootstraps_a_tuf_client(
 @pytest.mark.parametrize("how", ["option", "env"])
 def test_workflows_hook_bootstraps_a_tuf_client(
     how: str,
+    published_v13: tuple[Path, Path, Path],
     tmp_path: Path,
     cache: Path,
     trust_file: Path,
-    make_bundle: Callable[..., Path],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The workflows pre-commit hook takes the same --registry-root (env SONIC_REGISTRY_ROOT)."""
     from sonic_registry.precommit import main as hook
 
-    reg = tmp_path / "reg"
-    code, _, err = _run(["registry", "init", "--registry", str(reg), "--keys-dir", str(tmp_path)])
-    assert code == 0, err
-    v13 = sonic_release(make_bundle, "v13", version="1.3.0", step=80000)
-    code, _, err = _run(
-        ["registry", "add", str(v13), "--registry", str(reg), "--trust", str(trust_file),
-         "--online-key", str(tmp_path / "registry-online.pem")]
-    )  # fmt: skip
-    assert code == 0, err
-    models = install(v13, tmp_path / "models")
-    root = str(reg / "metadata/root.json")
-    pin = ["--registry-root", root] if how == "option" else []
-    if how == "env":
-        monkeypatch.setenv("SONIC_REGISTRY_ROOT", root)
-    args = ["workflows", "--registry", reg.as_uri(), "--trust", str(trust_file), *pin,
-            "--models-dir", str(models), "--cache-dir", str(tmp_path / "hook-cache"),
-            str(EXAMPLE)]  # fmt: skip
+    reg, _, models = published_v13
+    args = ["workflows", "--registry", reg.as_uri(), "--trust", str(trust_file),
+            *_pin(how, reg, monkeypatch), "--models-dir", str(models),
+            "--cache-dir", str(tmp_path / "hook-cache"), str(EXAMPLE)]  # fmt: skip
     assert hook(args) == 0
     assert (cache / "registries").is_dir()  # read through TUF, into the user cache
 
