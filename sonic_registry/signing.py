@@ -13,6 +13,7 @@ or reordered still verifies, and one whose payload changed by a byte does not.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from collections.abc import Collection
 from dataclasses import dataclass, replace
@@ -128,8 +129,10 @@ class PublicKey:
     def to_key_dict(self) -> dict[str, Any]:
         return {"keytype": self.keytype, "scheme": self.scheme, "keyval": {"public": self.to_pem()}}
 
-    @property
+    @functools.cached_property
     def keyid(self) -> str:
+        """Computed once per key (PEM encoding, canonical JSON, SHA-256): a trust decision
+        asks for it several times per signature, thousands of times in a registry refresh."""
         return canonical_sha256(self.to_key_dict())
 
     def verify(self, signature: bytes, data: bytes) -> bool:
