@@ -44,6 +44,7 @@ from .filecheck import (
 )
 from .fileio import atomic_write_bytes
 from .hashing import SHARD_SIZE
+from .hexdigest import is_sha256_hex
 from .manifest import (
     PREDICATE_TYPE,
     Release,
@@ -275,7 +276,7 @@ def _parse_subjects(statement: Mapping[str, Any], where: str) -> dict[str, Subje
                 and not isinstance(shards_spec.get("size"), bool)
                 and shards_spec["size"] > 0
                 and isinstance(shards_spec.get("sha256"), list)
-                and all(isinstance(h, str) and len(h) == 64 for h in shards_spec["sha256"])
+                and all(is_sha256_hex(h) for h in shards_spec["sha256"])
             )
             if not ok or len(shards_spec["sha256"]) != -(-ann["size"] // shards_spec["size"]):
                 raise InvalidManifest(

@@ -98,6 +98,7 @@ class ConvertedFrom:
 def converted_from(path: str | Path) -> ConvertedFrom | None:
     """The source recorded by ``convert`` in a safetensors header, or None."""
     from .errors import SonicRegistryError
+    from .hexdigest import is_sha256_hex
     from .loader import MAX_HEADER_BYTES, parse_safetensors_header
 
     p = Path(path)
@@ -117,6 +118,6 @@ def converted_from(path: str | Path) -> ConvertedFrom | None:
         meta.get("source_name"),
         meta.get("source_size"),
     )
-    if not (sha and name and src_size and src_size.isdigit() and len(sha) == 64):
+    if not (is_sha256_hex(sha) and name and src_size and src_size.isdigit()):
         return None
     return ConvertedFrom(name, int(src_size), sha)

@@ -151,6 +151,29 @@ def test_big_file_shard_mismatch_names_the_byte_range(make_bundle, official_key)
     )
 
 
+@pytest.mark.parametrize("bad", ["AB" * 32, "zz" * 32, "ab" * 31 + "a\n"])
+def test_a_shard_digest_that_is_not_a_sha256_is_a_malformed_statement(
+    make_bundle, official_key, bad
+) -> None:
+    """Signed, but not 64 lowercase hex digits: one line naming the field (not a mismatch)."""
+    from helpers import weight_bytes, write_safetensors
+
+    from sonic_registry.bundle import sign_bundle
+
+    root = make_bundle(sign=False)
+    write_safetensors(root / UNET, {"weight": weight_bytes("big", 1000)})
+    sign_bundle(root, official_key.private, shard_size=1024)
+    statement = _statement(root)
+    unet = next(s for s in statement["subject"] if s["name"] == UNET)
+    unet["annotations"]["shards"]["sha256"][1] = bad
+    _resign(root, statement, official_key)
+    with pytest.raises(InvalidManifest) as exc:
+        _verify(root, official_key)
+    assert "annotations.shards: expected {size: int, sha256: [one hex digest per shard]}" in str(
+        exc.value
+    )
+
+
 # --- paths that escape the bundle ----------------------------------------------
 
 
