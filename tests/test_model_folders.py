@@ -306,6 +306,13 @@ def test_the_pack_searches_comfyuis_folder_table(
     os.utime(world.models / "sonic" / "unet.pth", (1, 1))
     status, files = asyncio.run(world.standin.server.get("/sonic_registry/files"))
     assert files["files"]["sonic/unet.pth"]["release_id"] == "sonic@1.3.0#1"  # the shelf's
+    # A fixed-path helper (ComfyUI_Sonic reads models/sonic/audio2token.pth only): its badge is
+    # that file's, even when the first 'sonic' folder holds another file of the same name.
+    shutil.copyfile(world.v12 / "audio2token.pth", extra / "sonic" / "audio2token.pth")
+    os.utime(extra / "sonic" / "audio2token.pth", (1, 1))
+    asyncio.run(world.standin.server.get("/sonic_registry/check"))  # hashes both into the cache
+    status, files = asyncio.run(world.standin.server.get("/sonic_registry/files"))
+    assert files["files"]["sonic/audio2token.pth"]["release_id"] == "sonic@1.3.0#1"
 
 
 def test_the_folder_table_s_code_and_odd_entries_are_not_model_folders(

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..workflows.comfyui_nodes import NODE_SPECS
 from .context import PackContext
 
 __all__ = ["file_statuses", "run_check"]
@@ -89,19 +90,33 @@ def file_statuses(ctx: PackContext) -> dict[str, dict[str, Any]]:
     """
     out: dict[str, dict[str, Any]] = {}
     for folder in BADGE_FOLDERS:
+        home = (ctx.models.root / folder).resolve()
         for base, name in ctx.models.places(folder, f"{folder}/"):
-            _badges(ctx, folder, base / name, out)
+            place = base / name
+            _badges(ctx, folder, place, out, fixed_here=place.resolve() == home)
     return out
 
 
-def _badges(ctx: PackContext, folder: str, base: Path, out: dict[str, dict[str, Any]]) -> None:
-    """The badge of each file under ``base`` (one of ``folder``'s places) not named yet."""
+#: Files a node loads from a fixed path under ``models/`` (ComfyUI_Sonic's helpers):
+#: never looked up in another of the folder's places, so their badge is that file's.
+FIXED_PATHS = frozenset(
+    f"{slot.folder}/{slot.name}" for spec in NODE_SPECS.values() for slot in spec.files if slot.name
+)
+
+
+def _badges(
+    ctx: PackContext, folder: str, base: Path, out: dict[str, dict[str, Any]], *, fixed_here: bool
+) -> None:
+    """The badge of each file under ``base`` (one of ``folder``'s places) not named yet.
+
+    ``fixed_here``: ``base`` is ``models/<folder>``, where fixed-path files are loaded from.
+    """
     for dirpath, dirnames, names in os.walk(base):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in names:
             path = Path(dirpath) / name
             rel = f"{folder}/{path.relative_to(base).as_posix()}"
-            if rel in out:
+            if rel in out or (rel in FIXED_PATHS and not fixed_here):
                 continue
             digest = ctx.stat_cache.get(path) if ctx.stat_cache is not None else None
             if digest is None:
