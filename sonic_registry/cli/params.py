@@ -163,6 +163,9 @@ def _refuse_inapplicable(workflow: bool, **given: bool) -> None:
         "ranges come from a signed release or the built-in catalog",
     }
     only_with = ("models_dir", "no_builtin_catalog")
+    unknown = set(given) - set(why) - set(only_with)
+    if unknown:  # a misspelled flag name would otherwise never be refused
+        raise TypeError(f"_refuse_inapplicable: no rule for {sorted(unknown)}")
     for name, was_given in given.items():
         flag = "--" + name.replace("_", "-")
         if was_given and workflow and name in why:
