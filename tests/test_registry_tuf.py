@@ -254,3 +254,29 @@ def test_bad_trust_input_stops_the_refresh_started_beside_it(
     )  # fmt: skip
     assert code == 2 and "no-such-trust.json" in err
     assert len(closed) == 1
+
+
+def test_publish_refuses_an_envelope_changed_since_it_was_indexed(
+    tmp_path: Path, trust_file: Path, make_bundle: Callable[..., Path]
+) -> None:
+    """The pack must hold the very bytes its targets entry hashes: an envelope edited on disk
+    is one clear error (exit 2 material), and nothing is re-signed."""
+    from sonic_registry.errors import UnreadableInputError
+    from sonic_registry.registry.tuf_repo import publish
+    from sonic_registry.signing import load_private_key
+
+    reg = tmp_path / "reg"
+    code, _, err = _run(["registry", "init", "--registry", str(reg), "--keys-dir", str(tmp_path)])
+    assert code == 0, err
+    online = tmp_path / "registry-online.pem"
+    code, _, err = _run(
+        ["registry", "add", str(make_bundle("v13")), "--registry", str(reg),
+         "--trust", str(trust_file), "--online-key", str(online)]
+    )  # fmt: skip
+    assert code == 0, err
+    (envelope,) = (reg / "releases").rglob("*.dsse.json")
+    envelope.write_bytes(envelope.read_bytes() + b" ")
+    timestamp = (reg / "metadata" / "timestamp.json").read_bytes()
+    with pytest.raises(UnreadableInputError, match="changed since it was indexed"):
+        publish(reg, load_private_key(online), force=True)
+    assert (reg / "metadata" / "timestamp.json").read_bytes() == timestamp

@@ -33,6 +33,7 @@ snapshot and timestamp. A compromised online key is replaced by
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -272,10 +273,27 @@ def _bin_targets(
 
 
 def _write_pack(root: Path, bin_name: str, bits: int, targets: dict[str, TargetFile]) -> TargetFile:
-    """Write the bin's pack (every envelope it lists) under its hash; its targets entry."""
+    """Write the bin's pack (every envelope it lists) under its hash; its targets entry.
+
+    Each envelope is read again (bounded) and must still be the bytes its targets entry
+    hashes: one changed on disk since it was indexed would otherwise make a pack every
+    client refuses, published without a word.
+    """
     from tuf.api.metadata import TargetFile
 
-    envelopes = {p: (root / p).read_bytes().decode("utf-8") for p in sorted(targets)}
+    from .local import read_envelope_file
+
+    envelopes: dict[str, str] = {}
+    for p in sorted(targets):
+        raw = read_envelope_file(root / p)
+        want = targets[p].hashes["sha256"]
+        if hashlib.sha256(raw).hexdigest() != want:
+            raise UnreadableInputError(
+                str(root / p),
+                f"changed since it was indexed (expected sha256 {want}): run "
+                "`sonic-registry registry rebuild-index`, then publish again",
+            )
+        envelopes[p] = raw.decode("utf-8")
     data = json.dumps({"envelopes": envelopes}, sort_keys=True, separators=(",", ":")).encode()
     path = pack_path(bin_name, bits)
     entry = TargetFile.from_data(path, data, ["sha256"])
