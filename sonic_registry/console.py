@@ -107,6 +107,9 @@ def run() -> NoReturn:
         status: object = 0
     except SystemExit as exc:
         status = exc.code
+    except KeyboardInterrupt:  # while the CLI loads or parses (commands handle their own)
+        print("interrupted", file=sys.stderr)
+        status = 130
     finally:
         if early is not None:
             early.cancel()  # a no-op once verify took its digests; stops an unclaimed one

@@ -133,6 +133,23 @@ def test_early_hashing_is_stopped_when_the_cli_does_not_load(
     assert early.cancelled
 
 
+def test_ctrl_c_while_the_cli_loads_is_one_line_and_exit_130(
+    make_bundle: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import sonic_registry.cli as cli_mod
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_mod.main, "main", interrupted)
+    code, started, _ = _run_in_process(monkeypatch, ["verify", str(make_bundle())])
+    assert code == 130
+    assert capsys.readouterr().err == "interrupted\n"
+    assert started[0] is not None and started[0].cancelled
+
+
 def test_start_prehash_adopts_only_for_the_same_folder_and_digest_choice(
     make_bundle: Callable[..., Path],
 ) -> None:
