@@ -150,6 +150,23 @@ def test_ctrl_c_while_the_cli_loads_is_one_line_and_exit_130(
     assert started[0] is not None and started[0].cancelled
 
 
+def test_ctrl_c_while_click_parses_is_the_same_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """click turns a Ctrl-C inside its main into Abort; the root group says 'interrupted'
+    (exit 130) after click's own line break, not 'Aborted!' (exit 1)."""
+    from sonic_registry.cli import main
+
+    def interrupted(ctx: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(main, "invoke", interrupted)
+    with pytest.raises(SystemExit) as exited:
+        main.main(["trust", "show"])
+    assert exited.value.code == 130
+    assert capsys.readouterr().err == "\ninterrupted\n"
+
+
 def test_start_prehash_adopts_only_for_the_same_folder_and_digest_choice(
     make_bundle: Callable[..., Path],
 ) -> None:

@@ -125,9 +125,13 @@ class _Main(click.Group):
             except click.ClickException as exc:
                 _report_usage_error(exc, json_output="--json" in argv)
                 rv = exc.exit_code
-            except click.Abort:
-                click.echo("Aborted!", err=True)
-                rv = 1
+            except click.Abort as exc:
+                if isinstance(exc.__context__, KeyboardInterrupt):  # Ctrl-C while parsing
+                    click.echo("interrupted", err=True)  # as inside a command (_common)
+                    rv = 130
+                else:  # a declined confirmation
+                    click.echo("Aborted!", err=True)
+                    rv = 1
             sys.stdout.flush()
         except BrokenPipeError:
             _end_quietly()
